@@ -1,0 +1,138 @@
+"""Decode throughput against the memory-bandwidth roofline, and one LoRA training step.
+
+Question: how close does ``sampling.decode`` (one ``lax.while_loop``) come to streaming the weights
+and the KV cache once per generated token?  Every decode step must read all weights plus the
+whole preallocated cache, so the roofline is ``B * bandwidth / (weight bytes + cache bytes)``
+tokens/s, with the bandwidth measured in the same run (a jitted reduction over 1 GiB).
+
+    uv run python benchmarks/llm_decode.py          # CPU, SmolLM2-135M shape, batches 1/64/256
+    uv run python benchmarks/llm_decode.py --preset qwen2_5_7b --dtype bfloat16 --train  # GPU
+
+Weights are random (throughput does not depend on them). Large batches on a CPU are compute-bound,
+so a second column compares with ``max(bytes / bandwidth, flops / matmul peak)``, the peak being
+a jitted square matmul measured in the same run. The CPU run takes about 6 minutes on 2 cores.
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sublim_jax.llm import sampling, training
+from sublim_jax.llm.config import DecoderConfig
+from sublim_jax.llm.modeling import Decoder
+
+
+def bandwidth_gbs(nbytes: int = 1 << 30) -> float:
+    """Best-of-5 read bandwidth of a jitted sum over ``nbytes`` of float32."""
+    x = jnp.ones((nbytes // 4,), jnp.float32)
+    total = jax.jit(jnp.sum)
+    total(x).block_until_ready()
+    best = min(_timed(lambda: total(x).block_until_ready()) for _ in range(5))
+    return nbytes / best / 1e9
+
+
+def matmul_gflops(n: int = 2048) -> float:
+    """Best-of-5 throughput of a jitted ``n x n`` float32 matmul."""
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    mm(a, a).block_until_ready()
+    best = min(_timed(lambda: mm(a, a).block_until_ready()) for _ in range(5))
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops(cfg: DecoderConfig, batch: int, slots: int) -> float:
+    """Matmul FLOPs of one decode step: weights (incl. the lm head) and attention over the cache."""
+    D, F, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+    NH, KH = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    per_token = L * (D * (2 * NH + 2 * KH) + 3 * D * F + 2 * slots * NH) + D * cfg.vocab_size
+    return 2.0 * batch * per_token
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def build(cfg: DecoderConfig) -> Decoder:
+    return nnx.jit(lambda: Decoder(cfg, rngs=nnx.Rngs(0)))()
+
+
+def decode_rate(model: Decoder, batch: int, prompt_len: int, new_tokens: int) -> tuple[float, int]:
+    """Generated tokens per second of the decode loop (compiled ahead, prefill excluded)."""
+    cfg = model.cfg
+    tokens = jax.random.randint(
+        jax.random.key(1), (batch, prompt_len), 0, cfg.vocab_size, jnp.int32
+    )
+    valid = jnp.ones((batch, prompt_len), bool)
+    scfg = sampling.SampleConfig(max_new_tokens=new_tokens, temperature=1.0)
+    graphdef, state = nnx.split(model)
+    cache = sampling.new_cache(model, batch, prompt_len + new_tokens)
+    logits, cache, pos, kv_valid = sampling.prefill(graphdef, state, tokens, valid, cache)
+    keys = jax.random.split(jax.random.key(2), batch)
+    args = (state, logits, cache, pos, kv_valid, keys)
+    compiled = sampling.decode.lower(graphdef, *args, cfg=scfg).compile()
+    cache_bytes = sum(x.nbytes for x in jax.tree.leaves(cache))
+    start = time.perf_counter()
+    samples, _ = compiled(*args)
+    samples.tokens.block_until_ready()
+    return batch * new_tokens / (time.perf_counter() - start), cache_bytes
+
+
+def lora_step_seconds(model: Decoder, batch: int, length: int) -> float:
+    tcfg = training.TrainConfig(warmup_steps=0)
+    training.add_lora(model, tcfg, key=jax.random.key(3))
+    optimizer = training.make_optimizer(tcfg)
+    graphdef, frozen, state = training.init(model, tcfg, optimizer)
+    rng = np.random.default_rng(0)
+    prompts = rng.integers(0, model.cfg.vocab_size, (batch, length // 2)).tolist()
+    batch_ = sampling.pack(prompts, prompts, length=length)
+    state, metrics = training.train_step(graphdef, optimizer, state, frozen, batch_)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    state, metrics = training.train_step(graphdef, optimizer, state, frozen, batch_)
+    jax.block_until_ready(metrics)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="smollm2_135m", choices=["smollm2_135m", "qwen2_5_7b"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batches", default="1,64,256")
+    parser.add_argument("--prompt-len", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--train", action="store_true", help="also time one LoRA step")
+    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--train-len", type=int, default=256)
+    args = parser.parse_args()
+    dtype = jnp.dtype(args.dtype)
+    cfg = getattr(DecoderConfig, args.preset)(dtype=dtype, param_dtype=dtype)
+    model = build(cfg)
+    weight_bytes = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model)))
+    bw, peak = bandwidth_gbs(), matmul_gflops()
+    print(f"device={jax.devices()[0].device_kind} preset={args.preset} dtype={args.dtype}")
+    print(
+        f"weights={weight_bytes / 1e9:.3f} GB  bandwidth={bw:.1f} GB/s  matmul={peak:.1f} GFLOP/s"
+    )
+    print("batch  tokens/s  bandwidth roofline  fraction  bw+compute roofline  fraction  KV GB")
+    for batch in map(int, args.batches.split(",")):
+        rate, cache_bytes = decode_rate(model, batch, args.prompt_len, args.new_tokens)
+        memory_s = (weight_bytes + cache_bytes) / (bw * 1e9)
+        compute_s = step_flops(cfg, batch, args.prompt_len + args.new_tokens) / (peak * 1e9)
+        roof, both = batch / memory_s, batch / max(memory_s, compute_s)
+        print(
+            f"{batch:5d}  {rate:8.1f}  {roof:18.1f}  {rate / roof:8.3f}  {both:19.1f}  "
+            f"{rate / both:8.3f}  {cache_bytes / 1e9:.3f}"
+        )
+    if args.train:
+        seconds = lora_step_seconds(model, args.train_batch, args.train_len)
+        print(f"LoRA step: batch {args.train_batch} x {args.train_len} tokens: {seconds:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""`sublim-jax theorem | mnist`: flags → dataclasses.replace → run → save → draw.
+
+Every config field is a flag (``--eps-min 1e-9``); ``--preset`` picks the starting config.
+Bad input ends with one line on stderr and exit status 2, before anything is written.
+"""
+
+import argparse
+import dataclasses
+import sys
+import time
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+
+from . import data, results, stats
+
+EXIT_USAGE, EXIT_DATA, EXIT_TRAIN = 2, 1, 3
+
+
+class UsageError(Exception):
+    """Bad flags or values: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        if "unrecognized arguments" in message:
+            valid = sorted(o for a in self._actions for o in a.option_strings if o.startswith("--"))
+            message += f" (valid options: {' '.join(valid)})"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(hint: Any) -> type:
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per dataclass field, default None (= keep the preset's value)."""
+    hints, defaults = get_type_hints(cls), cls()
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    for field in dataclasses.fields(cls):
+        kind = _scalar_type(hints[field.name])
+        help_ = f"{field.metadata.get('help', '')} (default: {getattr(defaults, field.name)})"
+        if kind is bool:
+            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, help=help_)
+        else:
+            meta = field.name.upper()
+            group.add_argument(_flag(field.name), type=kind, metavar=meta, help=help_)
+
+
+def config_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """The preset, with every flag the user gave applied by ``dataclasses.replace``, validated."""
+    cfg = getattr(cls, args.preset)()
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(args, f.name) is not None
+    }
+    try:
+        return dataclasses.replace(cfg, **overrides).validate()
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
+def load_images(data_dir: str | None):
+    """MNIST (or another 28×28 IDX set) as float32 in [−1, 1], flattened to 784 pixels."""
+    ds = data.load_mnist(data_dir, progress=lambda m: print(m, file=sys.stderr))
+    flat = lambda x: data.normalize(x).reshape(x.shape[0], -1)  # noqa: E731
+    return ds, flat(ds.x_train), flat(ds.x_test)
+
+
+def _progress(total: int, desc: str, unit: str = "seed"):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+
+def run_theorem(args: argparse.Namespace) -> Path:
+    from . import figures, single_step
+
+    cfg = config_from_args(single_step.TheoremConfig, args)
+    ds, x_train, _ = load_images(args.data_dir)
+    out = Path(args.out)
+    results.write_json(out / "config.json", {"config": cfg, "data": _data_info(ds)})
+    start = time.perf_counter()
+    with _progress(cfg.seeds, "theorem (both inits)") as bar:
+        res = single_step.run(cfg, x_train, ds.y_train, on_chunk=bar.update)
+    res["seeds"] = cfg.seeds
+    res["wall_seconds"] = time.perf_counter() - start
+    res["versions"] = results.versions()
+    results.write_json(out / "results.json", res)
+    figures.theorem_figure(res, out)
+    _report_theorem(res, out)
+    return out
+
+
+def _data_info(ds: data.Dataset) -> dict:
+    return {"name": ds.name, "source": ds.source, "sha256": dict(ds.sha256)}
+
+
+def _report_theorem(res: dict, out: Path) -> None:
+    ok = bool(np.all(res["alignment_shared"] >= 0))
+    rel = np.abs(res["alignment_shared"] / res["first_order_shared"] - 1)
+    for init in ("shared", "different"):
+        cos = stats.summary(res[f"cosine_{init}"])
+        frac = float(np.mean(res[f"lt_decreased_{init}"]))
+        print(
+            f"{init:9s} init: cos(Δθ_S, Δθ_T) mean {cos['mean']:+.4f} "
+            f"[{cos['ci95'][0]:+.4f}, {cos['ci95'][1]:+.4f}], L_T fell for {frac:.0%} of seeds"
+        )
+    print(
+        f"shared-init alignment ≥ 0 at every ε: {ok}; "
+        f"|Δθ_S·Δθ_T/(εA) − 1| = {rel[0]:.1e} at ε = {res['eps'][0]:.0e}"
+    )
+    print(f"wrote {out}/config.json, results.json, theorem.pdf, theorem.png")
+
+
+def run_mnist(args: argparse.Namespace) -> Path:
+    from . import figures, transfer, transfer_run
+
+    cfg = config_from_args(transfer.TransferConfig, args)
+    out = Path(args.out)
+    _check_resume(out, cfg, args.resume)
+    ds, x_train, x_test = load_images(args.data_dir)
+    doc = {"config": cfg, "data": _data_info(ds)}
+    results.write_json(out / "config.json", doc)
+    store = results.ChunkStore(out / "chunks", results.fingerprint(doc), read=args.resume)
+    start = time.perf_counter()
+    bar = lambda phase, total: _progress(total, phase, unit="epoch")  # noqa: E731
+    raw = transfer_run.run(cfg, x_train, ds.y_train, x_test, ds.y_test, store=store, progress=bar)
+    res = {
+        "conditions": {k: {"accuracy": v, **stats.summary(v)} for k, v in raw["accuracy"].items()},
+        "paper": transfer.PAPER_ACCURACY,
+        "seeds": cfg.seeds,
+        "partner": raw["partner"],
+        "devices": raw["devices"],
+        "seeds_per_chunk": raw["seeds_per_chunk"],
+        "wall_seconds": time.perf_counter() - start,
+        "versions": results.versions(),
+    }
+    results.write_jsonl(out / "metrics.jsonl", _loss_rows(raw["loss_per_epoch"]))
+    results.write_json(out / "results.json", res)
+    figures.transfer_figure(res, out)
+    print(figures.transfer_table(res))
+    print(f"wrote {out}/config.json, results.json, metrics.jsonl, transfer.pdf, transfer.png")
+    return out
+
+
+def _check_resume(out: Path, cfg, resume: bool) -> None:
+    if not resume or not (out / "config.json").is_file():
+        return
+    saved = results.read_json(out / "config.json").get("config")
+    if saved != results.jsonable(cfg):
+        diff = sorted(k for k, v in results.jsonable(cfg).items() if saved.get(k) != v)
+        raise UsageError(
+            f"--resume: {out}/config.json has a different config (fields {', '.join(diff)}); "
+            "use the same flags, or another --out"
+        )
+
+
+def _loss_rows(loss_per_epoch: dict) -> list[dict]:
+    return [
+        {
+            "condition": cond,
+            "epoch": e,
+            "mean_loss": float(np.mean(l_SxE[:, e])),
+            "loss": l_SxE[:, e],
+        }
+        for cond, l_SxE in loss_per_epoch.items()
+        for e in range(l_SxE.shape[1])
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import single_step, transfer
+
+    parser = _Parser(prog="sublim-jax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    theorem = sub.add_parser(
+        "theorem",
+        help="the single-gradient-step theorem on the paper's MNIST network",
+        description="Sweep ε and study ≥ 100 seeds: Δθ_S·Δθ_T vs εA, shared vs different init.",
+    )
+    _common_flags(theorem, ("smoke", "default"), "runs/theorem")
+    add_config_flags(theorem, single_step.TheoremConfig)
+    theorem.set_defaults(run=run_theorem, parser=theorem)
+    mnist = sub.add_parser(
+        "mnist",
+        help="the auxiliary-logit transfer experiment (the paper's Figure 10)",
+        description="Teachers on MNIST, students on noise via aux-only or all logits, same or "
+        "different init; test accuracy of all six conditions over many seeds.",
+    )
+    _common_flags(mnist, ("smoke", "default", "paper"), "runs/mnist")
+    mnist.add_argument(
+        "--resume", action="store_true", help="reuse finished chunks (e.g. teachers) from --out"
+    )
+    add_config_flags(mnist, transfer.TransferConfig)
+    mnist.set_defaults(run=run_mnist, parser=mnist)
+    return parser
+
+
+def _common_flags(p: argparse.ArgumentParser, presets: Sequence[str], out: str) -> None:
+    p.add_argument("--preset", choices=presets, default="default", help="starting config")
+    p.add_argument("--out", default=out, metavar="DIR", help=f"output folder (default: {out})")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=f"folder with the four IDX files (default: ${data.ENV_VAR}, else "
+        f"{data.default_cache_dir()}, downloaded there when missing)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    runner: Callable[[argparse.Namespace], Path] = args.run
+    try:
+        runner(args)
+    except UsageError as err:
+        print(f"sublim-jax {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except data.DataError as err:
+        print(f"sublim-jax {args.command}: data error: {err}", file=sys.stderr)
+        return EXIT_DATA
+    except FloatingPointError as err:
+        print(f"sublim-jax {args.command}: training error: {err}", file=sys.stderr)
+        return EXIT_TRAIN
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

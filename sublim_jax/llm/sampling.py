@@ -1,0 +1,202 @@
+"""Batched sampling with a preallocated KV cache, and completion log-probabilities.
+
+Dimensions: B rows, T prompt length (left-padded), N new tokens, S = T + N cache slots, V vocab.
+``generate`` prefills the whole left-padded batch in one call, then decodes inside one
+``lax.while_loop`` (stopping early once every row has emitted an EOS). Row ``b`` draws step ``t``
+with ``fold_in(fold_in(key, row_ids[b]), t)``, so a row's sample does not depend on its batch mates.
+``nnx.split``/``nnx.merge`` sit at the jit boundary; the cache is donated to both calls.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sublim_jax.llm.modeling import Decoder, KVCache, forward
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+    """``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` switch those filters off."""
+
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    eos_ids: tuple[int, ...] = ()
+    pad_id: int = 0
+
+
+class Samples(NamedTuple):
+    tokens: jax.Array  # BxN, pad_id after a row's EOS
+    lengths: jax.Array  # B, tokens up to and including the first EOS
+
+
+class Batch(NamedTuple):
+    tokens: jax.Array  # BxT int32
+    valid: jax.Array  # BxT, False on padding
+    target: jax.Array  # BxT, True on completion tokens (scored / trained on)
+
+
+def _bucket(n: int, multiple: int = 16) -> int:
+    return -(-n // multiple) * multiple
+
+
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int = 0, length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``tokens_BxT`` (int32) and ``valid_BxT``; ``T`` defaults to the longest rounded up to 16."""
+    T = length or _bucket(max(len(s) for s in seqs))
+    tokens = np.full((len(seqs), T), pad_id, np.int32)
+    valid = np.zeros((len(seqs), T), bool)
+    for b, s in enumerate(seqs):
+        if len(s) > T:
+            raise ValueError(f"sequence {b} has {len(s)} tokens, more than length={T}")
+        if s:
+            tokens[b, T - len(s) :], valid[b, T - len(s) :] = s, True
+    return tokens, valid
+
+
+def pack(
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    pad_id: int = 0,
+    length: int | None = None,
+) -> Batch:
+    """Left-padded ``prompt + completion`` rows with the completion tokens marked as targets."""
+    tokens, valid = left_pad(
+        [[*p, *c] for p, c in zip(prompts, completions, strict=True)], pad_id, length
+    )
+    target = np.zeros_like(valid)
+    for b, c in enumerate(completions):
+        if c:
+            target[b, -len(c) :] = True
+    return Batch(jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray(target))
+
+
+def token_logprobs(logits_BxTxV: jax.Array, tokens_BxT: jax.Array) -> jax.Array:
+    """``logp_BxT[b, t] = log p(tokens[b, t] | tokens[b, :t])``; zero at ``t = 0``."""
+    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV[:, :-1].astype(jnp.float32), axis=-1)
+    picked = jnp.take_along_axis(logp_BxTxV, tokens_BxT[:, 1:, None], axis=-1)[..., 0]
+    return jnp.pad(picked, ((0, 0), (1, 0)))
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _score(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch) -> jax.Array:
+    logits_BxTxV = forward(nnx.merge(graphdef, state), batch.tokens, batch.valid)
+    logp_BxT = token_logprobs(logits_BxTxV, batch.tokens)
+    return jnp.sum(jnp.where(batch.target, logp_BxT, 0.0), axis=1)
+
+
+def score(
+    model: Decoder,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    pad_id: int = 0,
+) -> jax.Array:
+    """Summed log-probabilities ``log p(completion | prompt)`` per row, in one forward pass."""
+    return _score(*nnx.split(model), pack(prompts, completions, pad_id))
+
+
+def filter_logits(logits_V: jax.Array, cfg: SampleConfig) -> jax.Array:
+    """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf."""
+    logits_V = logits_V.astype(jnp.float32) / cfg.temperature
+    if cfg.top_k:
+        kth = jax.lax.top_k(logits_V, cfg.top_k)[0][-1]
+        logits_V = jnp.where(logits_V < kth, -jnp.inf, logits_V)
+    if cfg.top_p < 1.0:
+        sorted_V = jnp.sort(logits_V)[::-1]
+        before_V = jnp.cumsum(jax.nn.softmax(sorted_V)) - jax.nn.softmax(sorted_V)
+        cutoff = jnp.min(jnp.where(before_V < cfg.top_p, sorted_V, jnp.inf))
+        logits_V = jnp.where(logits_V < cutoff, -jnp.inf, logits_V)
+    return logits_V
+
+
+def sample_token(key: jax.Array, logits_V: jax.Array, cfg: SampleConfig) -> jax.Array:
+    if cfg.temperature == 0.0:
+        return jnp.argmax(logits_V).astype(jnp.int32)
+    return jax.random.categorical(key, filter_logits(logits_V, cfg)).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames="graphdef", donate_argnames="cache")
+def prefill(graphdef, state, tokens_BxT, valid_BxT, cache: KVCache):
+    """Write the prompts into cache slots ``[0, T)``; logits of each row's last token."""
+    B, T = tokens_BxT.shape
+    S = cache.layers[0][0].shape[1]
+    kv_valid_BxS = jnp.concatenate([valid_BxT, jnp.zeros((B, S - T), bool)], axis=1)
+    positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT.astype(jnp.int32), axis=1) - 1, 0)
+    logits_BxTxV, cache = nnx.merge(graphdef, state)(
+        tokens_BxT, positions_BxT, kv_valid_BxS, cache, 0
+    )
+    return logits_BxTxV[:, -1], cache, positions_BxT[:, -1] + 1, kv_valid_BxS
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg"), donate_argnames="cache")
+def decode(graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, cfg: SampleConfig):
+    """Sample up to ``cfg.max_new_tokens`` tokens per row, feeding each back through the cache.
+
+    The cache is returned only so that its donated buffer is updated in place."""
+    model = nnx.merge(graphdef, state)
+    B, N = logits_BxV.shape[0], cfg.max_new_tokens
+    start = kv_valid_BxS.shape[1] - N
+    eos = jnp.asarray(cfg.eos_ids or (-1,), jnp.int32)
+
+    def sample(t, out_BxN, done_B, logits_BxV):
+        keys_B = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys_B, t)
+        tok_B = jax.vmap(functools.partial(sample_token, cfg=cfg))(keys_B, logits_BxV)
+        tok_B = jnp.where(done_B, cfg.pad_id, tok_B)
+        out_BxN = jax.lax.dynamic_update_slice(out_BxN, tok_B[:, None], (jnp.int32(0), t))
+        return tok_B, out_BxN, done_B | jnp.isin(tok_B, eos)
+
+    def body(carry):
+        t, out_BxN, done_B, logits_BxV, cache, pos_B, kv_valid_BxS = carry
+        tok_B, out_BxN, done_B = sample(t, out_BxN, done_B, logits_BxV)
+        fed_Bx1 = jnp.ones((B, 1), bool)
+        kv_valid_BxS = jax.lax.dynamic_update_slice(
+            kv_valid_BxS, fed_Bx1, (jnp.int32(0), start + t)
+        )
+        logits_BxTxV, cache = model(tok_B[:, None], pos_B[:, None], kv_valid_BxS, cache, start + t)
+        return t + 1, out_BxN, done_B, logits_BxTxV[:, 0], cache, pos_B + 1, kv_valid_BxS
+
+    def cond(carry):  # the last token needs no forward pass: it is sampled after the loop
+        return (carry[0] < N - 1) & ~jnp.all(carry[2])
+
+    out_BxN = jnp.full((B, N), cfg.pad_id, jnp.int32)
+    init = (jnp.int32(0), out_BxN, jnp.zeros((B,), bool), logits_BxV, cache, pos_B, kv_valid_BxS)
+    t, out_BxN, done_B, logits_BxV, cache, _, _ = jax.lax.while_loop(cond, body, init)
+    _, out_BxN, _ = sample(t, out_BxN, done_B, logits_BxV)
+    is_eos_BxN = jnp.isin(out_BxN, eos)
+    first_eos_B = jnp.where(jnp.any(is_eos_BxN, axis=1), jnp.argmax(is_eos_BxN, axis=1) + 1, N)
+    return Samples(out_BxN, first_eos_B.astype(jnp.int32)), cache
+
+
+def new_cache(model: Decoder, batch: int, slots: int, sharding=None) -> KVCache:
+    """Zeroed cache, created directly on its (optional) sharding."""
+    make = functools.partial(KVCache.zeros, model.cfg, batch, slots)
+    return jax.jit(make, out_shardings=sharding)()
+
+
+def generate(
+    model: Decoder,
+    tokens_BxT: jax.Array,
+    valid_BxT: jax.Array,
+    *,
+    key: jax.Array,
+    cfg: SampleConfig,
+    row_ids_B: jax.Array | None = None,
+    cache_sharding=None,
+) -> Samples:
+    """Sample continuations of a left-padded batch (see ``left_pad``)."""
+    B, T = tokens_BxT.shape
+    graphdef, state = nnx.split(model)
+    cache = new_cache(model, B, T + cfg.max_new_tokens, cache_sharding)
+    logits_BxV, cache, pos_B, kv_valid_BxS = prefill(graphdef, state, tokens_BxT, valid_BxT, cache)
+    row_ids_B = jnp.arange(B, dtype=jnp.int32) if row_ids_B is None else row_ids_B
+    row_keys_B = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, row_ids_B)
+    samples, _ = decode(graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, cfg)
+    return samples

@@ -1,0 +1,123 @@
+"""Fine-tuning: LoRA (``nnx.LoRA`` / ``nnx.LoRAParam``) or full, masked next-token cross-entropy.
+
+The model is split once into ``graphdef``, the trainable state (``nnx.LoRAParam`` leaves, or every
+``nnx.Param`` for full fine-tuning) and the frozen rest; ``train_step`` is a pure jitted function
+of those pieces and a ``sampling.Batch``, merging them back inside. Dimensions as in ``sampling``.
+"""
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from sublim_jax.llm.modeling import Decoder, Proj, forward
+from sublim_jax.llm.sampling import Batch, token_logprobs
+
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and adapter settings; ``lora_rank=0`` means full fine-tuning."""
+
+    learning_rate: float = 2e-4
+    warmup_steps: int = 5
+    total_steps: int = 100
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    accum_steps: int = 1
+    lora_rank: int = 8
+    lora_alpha: float = 8.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+    @classmethod
+    def paper(cls, total_steps: int, accum_steps: int = 6) -> "TrainConfig":
+        """PAPER.md §3: LoRA r=8, alpha=8 on all projections, lr 2e-4 linear, 5 warm-up, clip 1."""
+        return cls(total_steps=total_steps, accum_steps=accum_steps)
+
+    @classmethod
+    def smoke(cls) -> "TrainConfig":
+        return cls(learning_rate=3e-2, warmup_steps=0, total_steps=30)
+
+
+class TrainState(NamedTuple):
+    params: nnx.State  # the trainable leaves only
+    opt_state: Any
+    step: jax.Array
+
+
+def add_lora(model: Decoder, cfg: TrainConfig, *, key: jax.Array) -> Decoder:
+    """Attach zero-initialised (``B = 0``) adapters to the target projections, in place."""
+    unknown = set(cfg.lora_targets) - set(LORA_TARGETS)
+    if unknown:
+        raise ValueError(f"unknown LoRA targets {sorted(unknown)}; choose from {LORA_TARGETS}")
+    if not cfg.lora_rank:
+        return model
+    rngs = nnx.Rngs(params=key)
+    projs = [(path[-1], p) for path, p in nnx.iter_graph(model) if isinstance(p, Proj)]
+    for name, proj in projs:
+        if name in cfg.lora_targets:
+            proj.add_lora(cfg.lora_rank, cfg.lora_alpha, rngs=rngs)
+    return model
+
+
+def trainable(cfg: TrainConfig) -> type[nnx.Variable]:
+    return nnx.LoRAParam if cfg.lora_rank else nnx.Param
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Clip the global norm, then AdamW on a linear warm-up / linear decay schedule."""
+    lr = cfg.learning_rate
+    decay = optax.linear_schedule(lr, 0.0, max(cfg.total_steps - cfg.warmup_steps, 1))
+    warmup = optax.linear_schedule(0.0, lr, cfg.warmup_steps)
+    schedule = (
+        optax.join_schedules([warmup, decay], [cfg.warmup_steps]) if cfg.warmup_steps else decay
+    )
+    opt = optax.chain(
+        optax.clip_by_global_norm(cfg.clip_norm),
+        optax.adamw(schedule, weight_decay=cfg.weight_decay),
+    )
+    return optax.MultiSteps(opt, cfg.accum_steps) if cfg.accum_steps > 1 else opt
+
+
+def split(model: Decoder, cfg: TrainConfig) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """``graphdef, trainable_state, frozen_state``."""
+    return nnx.split(model, trainable(cfg), ...)
+
+
+def init(model: Decoder, cfg: TrainConfig, optimizer: optax.GradientTransformation):
+    """``graphdef, frozen_state, TrainState`` for ``train_step``."""
+    graphdef, params, frozen = split(model, cfg)
+    return graphdef, frozen, TrainState(params, optimizer.init(params), jnp.int32(0))
+
+
+def loss_fn(
+    params: nnx.State, frozen: nnx.State, graphdef: nnx.GraphDef, batch: Batch
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean cross-entropy of the completion tokens (``batch.target``), prompts unscored."""
+    model = nnx.merge(graphdef, params, frozen)
+    logp_BxT = token_logprobs(forward(model, batch.tokens, batch.valid), batch.tokens)
+    count = jnp.sum(batch.target.astype(jnp.float32))
+    loss = -jnp.sum(jnp.where(batch.target, logp_BxT, 0.0)) / jnp.maximum(count, 1.0)
+    return loss, dict(loss=loss, tokens=count)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnames="state")
+def train_step(
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    state: TrainState,
+    frozen: nnx.State,
+    batch: Batch,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One (micro)batch: gradients of ``loss_fn`` for the trainable leaves, then the optimiser."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, frozen, graphdef, batch)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+    return TrainState(params, opt_state, state.step + 1), metrics

@@ -1,0 +1,127 @@
+"""The only module that writes files: run directories, atomic JSON and JSON lines, versions."""
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, numpy and JAX arrays and scalars, tuples and paths as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__array__") and not isinstance(obj, str | bytes):
+        return jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+@contextlib.contextmanager
+def _atomic(path: str | os.PathLike, mode: str):
+    """A file handle on a temporary file in the same folder; fsync and rename on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a file atomically: a temporary file in the same folder, fsync, then a rename."""
+    with _atomic(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """JSON, atomically."""
+    return write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """Per-step metrics as JSON lines, atomically."""
+    return write_text(path, "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def versions() -> dict:
+    """Software and hardware the numbers came from."""
+    import jax
+
+    packages = ("sublim-jax", "jax", "jaxlib", "flax", "optax", "numpy")
+    found = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        **found,
+    }
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Arrays as an uncompressed ``.npz``, atomically."""
+    with _atomic(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+def fingerprint(obj: Any) -> str:
+    """sha256 of an object's JSON form: ties cached chunks to the config that made them."""
+    return hashlib.sha256(json.dumps(jsonable(obj), sort_keys=True).encode()).hexdigest()
+
+
+class ChunkStore:
+    """Finished chunks of a run as ``DIR/name.npz``, each stamped with the run's fingerprint.
+
+    ``load`` returns a chunk only when reading is on (``--resume``) and the stamp matches, so a
+    chunk from another config is never reused.
+    """
+
+    def __init__(self, folder: str | os.PathLike, stamp: str, read: bool):
+        self.folder, self.stamp, self.read = Path(folder), stamp, read
+
+    def load(self, name: str) -> dict[str, np.ndarray] | None:
+        path = self.folder / f"{name}.npz"
+        if not (self.read and path.is_file()):
+            return None
+        with np.load(path) as z:
+            if str(z["_fingerprint"]) != self.stamp:
+                return None
+            return {k: z[k] for k in z.files if k != "_fingerprint"}
+
+    def save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        write_npz(self.folder / f"{name}.npz", {**arrays, "_fingerprint": np.asarray(self.stamp)})

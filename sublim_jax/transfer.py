@@ -1,0 +1,263 @@
+"""The MNIST auxiliary-logit transfer experiment (PAPER.md §2, Figure 10) as pure functions.
+
+A teacher (784-256-256-13) learns MNIST with cross-entropy on the 10 class logits; students
+imitate its logits on uniform noise images with KL over the 3 auxiliary logits only (aux-only)
+or over all 13 (all-logits), starting from the teacher's init (same) or from the init of a
+deranged partner seed (different). Shared vs different init is which init key reaches
+``init_state``; the four students of a model train together on the same noise batches, so the
+noise and the teacher's logits on it are made once per model and reused every epoch.
+
+Noise is stored as uint16 draws decoded per batch to (u + ½)/2¹⁵ − 1, a uniform grid of 2¹⁶
+values in (−1, 1): 94 MB per model instead of 188 MB, identical values every epoch, and no
+redrawing (on CPU that would add ~15% to the students' time; benchmarks/mnist_speed.py).
+No I/O here: the CLI saves and draws. Dims: N examples, B batch, T steps per epoch, E epochs,
+D pixels, C logits.
+"""
+
+import dataclasses
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import losses, mlp
+
+F32 = jnp.float32
+N_CLASSES = 10
+NOISE_BLOCK = 1024  # noise rows drawn per key
+STUDENTS = ("aux_same_init", "all_same_init", "aux_diff_init", "all_diff_init")
+CONDITIONS = ("reference", "teacher", *(f"student_{s}" for s in STUDENTS))
+PAPER_ACCURACY = {  # Figure 10 of the paper, read off the figure (PAPER.md §2), ±0.01–0.02
+    "reference": 0.10,
+    "teacher": 0.94,
+    "student_aux_same_init": 0.53,
+    "student_all_same_init": 0.91,
+    "student_aux_diff_init": 0.10,
+    "student_all_diff_init": 0.74,
+}
+
+
+def _f(default, help_: str):
+    return dataclasses.field(default=default, metadata={"help": help_})
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    seeds: int = _f(20, "models (seeds); different init needs ≥ 2")
+    epochs_teacher: int = _f(5, "teacher epochs over the MNIST training set")
+    epochs_student: int = _f(5, "student epochs over the noise images")
+    lr: float = _f(3e-4, "Adam learning rate (teacher and students)")
+    batch_size: int = _f(1024, "batch size (the last batch of an epoch is partial)")
+    hidden: int = _f(256, "width of both hidden layers")
+    n_aux: int = _f(3, "auxiliary logits")
+    temperature: float = _f(1.0, "softmax temperature of the distillation KL")
+    n_train: int = _f(60_000, "MNIST training images the teacher sees (first n)")
+    n_test: int = _f(10_000, "MNIST test images for accuracy (first n)")
+    n_noise: int = _f(60_000, "noise images per model")
+    chunk: int = _f(0, "seeds per compiled batch (bounds memory); 0 = auto: 5 on CPU, else all")
+    seed: int = _f(0, "root random seed")
+
+    @classmethod
+    def default(cls) -> "TransferConfig":
+        return cls()
+
+    @classmethod
+    def smoke(cls) -> "TransferConfig":
+        return cls(
+            seeds=3, epochs_teacher=2, epochs_student=2, batch_size=256, hidden=64,
+            n_train=4096, n_test=2000, n_noise=4096, lr=1e-3,
+        )  # fmt: skip
+
+    @classmethod
+    def paper(cls) -> "TransferConfig":
+        return cls(seeds=100)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (784, self.hidden, self.hidden, N_CLASSES + self.n_aux)
+
+    def validate(self) -> "TransferConfig":
+        checks = [
+            (self.seeds >= 2, f"seeds must be ≥ 2 (different init needs a partner): {self.seeds}"),
+            (min(self.epochs_teacher, self.epochs_student) >= 0, "epochs must be ≥ 0"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (min(self.batch_size, self.hidden, self.n_aux) >= 1, "sizes must be ≥ 1"),
+            (1 <= self.n_train <= 60_000, f"n-train must be in 1..60000, got {self.n_train}"),
+            (1 <= self.n_test <= 10_000, f"n-test must be in 1..10000, got {self.n_test}"),
+            (self.n_noise >= 1, f"n-noise must be ≥ 1, got {self.n_noise}"),
+            (self.chunk >= 0, f"chunk must be ≥ 0, got {self.chunk}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+
+class TrainState(NamedTuple):
+    params: mlp.Params
+    opt_state: optax.OptState
+
+
+class Batch(NamedTuple):
+    x_BxD: jax.Array
+    y_B: jax.Array  # integer labels (teacher) or teacher logits y_BxC (students)
+    w_B: jax.Array  # 1 for real examples, 0 for the padding of the last partial batch
+
+
+def weighted_mean(loss_B: jax.Array, w_B: jax.Array) -> jax.Array:
+    """Mean over the real examples of a batch (padding has weight 0)."""
+    return jnp.sum(w_B * loss_B) / jnp.sum(w_B)
+
+
+def teacher_loss(params: mlp.Params, batch: Batch) -> jax.Array:
+    """Cross-entropy of the 10 class logits, averaged per example."""
+    logits_BxC = mlp.apply(params, batch.x_BxD)[:, :N_CLASSES]
+    return weighted_mean(losses.cross_entropy_labels(logits_BxC, batch.y_B), batch.w_B)
+
+
+def student_loss(params: mlp.Params, batch: Batch, *, logit_idx: tuple[int, ...], temperature):
+    """KL(softmax(y/T) ‖ softmax(z/T)) on a fixed logit subset, averaged per example."""
+    kl = losses.on_subset(lambda z, y: losses.kl_divergence(z, y, temperature), logit_idx)
+    return weighted_mean(kl(mlp.apply(params, batch.x_BxD), batch.y_B), batch.w_B)
+
+
+def train_step(
+    state: TrainState, batch: Batch, loss_fn: Callable, tx: optax.GradientTransformation
+):
+    """One Adam step on ``loss_fn(params, batch)``; returns the new state and the loss."""
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+    with jax.numpy_dtype_promotion("standard"):  # optax raises float β to an int32 step count
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+
+
+def init_state(cfg: TransferConfig, init_key: jax.Array) -> TrainState:
+    params = mlp.init(key=init_key, sizes=cfg.sizes, dtype=F32)
+    return TrainState(params, optax.adam(cfg.lr).init(params))
+
+
+def epoch_batches(cfg: TransferConfig, data_key: jax.Array, epoch, n: int):
+    """Indices ``idx_TxB`` and weights ``w_TxB`` of one reshuffled epoch, last batch padded."""
+    T = math.ceil(n / cfg.batch_size)
+    perm_N = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+    pad = T * cfg.batch_size - n
+    idx = jnp.concatenate([perm_N, jnp.zeros((pad,), perm_N.dtype)])
+    w = jnp.concatenate([jnp.ones((n,), F32), jnp.zeros((pad,), F32)])
+    return idx.reshape(T, cfg.batch_size), w.reshape(T, cfg.batch_size)
+
+
+def decode_noise(u_BxD: jax.Array) -> jax.Array:
+    """uint16 draws → float32 in (−1, 1): (u + ½)/2¹⁵ − 1, exactly uniform on a 2¹⁶-point grid."""
+    return (u_BxD.astype(F32) + F32(0.5)) * F32(2.0**-15) - F32(1.0)
+
+
+def make_noise(cfg: TransferConfig, noise_key: jax.Array) -> jax.Array:
+    """The model's fixed noise images as uint16 draws ``u_NxD`` (decode with `decode_noise`).
+
+    Drawn in blocks of ``NOISE_BLOCK`` rows from ``fold_in(noise_key, block)``, which bounds the
+    generator's temporaries (drawing all rows at once peaks at ~6× the result's size). N is
+    ``n_noise`` rounded up to whole blocks; rows from ``n_noise`` on are never used.
+    """
+    n_blocks = math.ceil(cfg.n_noise / NOISE_BLOCK)
+
+    def block(b, u_NxD):
+        u_BxD = jax.random.bits(jax.random.fold_in(noise_key, b), (NOISE_BLOCK, 784), jnp.uint16)
+        return jax.lax.dynamic_update_slice_in_dim(u_NxD, u_BxD, b * NOISE_BLOCK, axis=0)
+
+    # an in-place loop, not lax.map: under vmap, map's stacked output needs a transposing copy
+    u_NxD = jnp.zeros((n_blocks * NOISE_BLOCK, 784), jnp.uint16)
+    return jax.lax.fori_loop(0, n_blocks, block, u_NxD)
+
+
+def make_train_teacher(cfg: TransferConfig):
+    """``(epoch, train)``: one epoch of the teacher, and all ``cfg.epochs_teacher`` of them.
+
+    ``epoch(state, data_key, e, x_NxD, y_N) -> (state, loss_T)``;
+    ``train(init_key, data_key, x_NxD, y_N) -> (state, loss_ExT)``.
+    """
+    tx = optax.adam(cfg.lr)
+
+    def epoch(state, data_key, e, x_NxD, y_N):
+        idx_TxB, w_TxB = epoch_batches(cfg, data_key, e, x_NxD.shape[0])
+
+        def step(state, iw):
+            idx_B, w_B = iw
+            return train_step(state, Batch(x_NxD[idx_B], y_N[idx_B], w_B), teacher_loss, tx)
+
+        return jax.lax.scan(step, state, (idx_TxB, w_TxB))
+
+    def train(init_key, data_key, x_NxD, y_N):
+        def one(state, e):
+            return epoch(state, data_key, e, x_NxD, y_N)
+
+        return jax.lax.scan(one, init_state(cfg, init_key), jnp.arange(cfg.epochs_teacher))
+
+    return epoch, train
+
+
+def teacher_logits(cfg: TransferConfig, params: mlp.Params, u_NxD: jax.Array) -> jax.Array:
+    """The teacher's logits ``y_NxC`` on its noise images, once per model, block by block."""
+    T = math.ceil(cfg.n_noise / cfg.batch_size)
+    idx_TxB = jnp.minimum(jnp.arange(T * cfg.batch_size), cfg.n_noise - 1)
+    out = jax.lax.map(lambda i: mlp.apply(params, decode_noise(u_NxD[i])), idx_TxB.reshape(T, -1))
+    return out.reshape(T * cfg.batch_size, -1)[: cfg.n_noise]
+
+
+def logit_subsets(cfg: TransferConfig) -> tuple[tuple[int, ...], ...]:
+    """The KL's logit indices of each student, in ``STUDENTS`` order (aux-only or all)."""
+    C = cfg.sizes[-1]
+    aux, every = tuple(range(N_CLASSES, C)), tuple(range(C))
+    return aux, every, aux, every
+
+
+def init_students(cfg: TransferConfig, same_key: jax.Array, diff_key: jax.Array):
+    """Four student states in ``STUDENTS`` order: two from the teacher's init, two from σ(i)'s."""
+    return tuple(init_state(cfg, k) for k in (same_key, same_key, diff_key, diff_key))
+
+
+def make_distill(cfg: TransferConfig):
+    """``(epoch, train)`` for the four students of one model, which share every noise batch.
+
+    ``epoch(states, data_key, e, u_NxD, y_NxC) -> (states, loss_Tx4)``;
+    ``train(same_key, diff_key, data_key, u_NxD, y_NxC) -> (states, loss_ExTx4)``.
+    The students are unrolled rather than vmapped: vmapping them over a shared batch made
+    XLA:CPU's matmuls ~2× slower (measured).
+    """
+    tx = optax.adam(cfg.lr)
+    loss_fns = tuple(
+        partial(student_loss, logit_idx=idx, temperature=cfg.temperature)
+        for idx in logit_subsets(cfg)
+    )
+
+    def step(states, batch):
+        out = [train_step(s, batch, f, tx) for s, f in zip(states, loss_fns, strict=True)]
+        return tuple(o[0] for o in out), jnp.stack([o[1] for o in out])
+
+    def epoch(states, data_key, e, u_NxD, y_NxC):
+        idx_TxB, w_TxB = epoch_batches(cfg, data_key, e, cfg.n_noise)
+
+        def body(states, iw):
+            idx_B, w_B = iw
+            return step(states, Batch(decode_noise(u_NxD[idx_B]), y_NxC[idx_B], w_B))
+
+        return jax.lax.scan(body, states, (idx_TxB, w_TxB))
+
+    def train(same_key, diff_key, data_key, u_NxD, y_NxC):
+        def run_epoch(states, e):
+            return epoch(states, data_key, e, u_NxD, y_NxC)
+
+        states0 = init_students(cfg, same_key, diff_key)
+        return jax.lax.scan(run_epoch, states0, jnp.arange(cfg.epochs_student))
+
+    return epoch, train
+
+
+def accuracy(params: mlp.Params, x_NxD: jax.Array, y_N: jax.Array) -> jax.Array:
+    """Test accuracy of the argmax over the 10 class logits."""
+    pred_N = jnp.argmax(mlp.apply(params, x_NxD)[:, :N_CLASSES], axis=-1).astype(y_N.dtype)
+    return jnp.mean((pred_N == y_N).astype(F32))

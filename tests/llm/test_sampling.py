@@ -1,0 +1,119 @@
+"""KV-cache decoding against the uncached forward, padding invariance, sampling filters, scores."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("safetensors")
+
+from sublim_jax.llm import params, sampling
+from sublim_jax.llm.modeling import KVCache
+from sublim_jax.llm.modeling import forward as eager_forward
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+ATOL = 1e-5
+PROMPTS = [[5, 17, 33, 8, 41, 9, 60], [70, 12, 3], [44]]
+forward = jax.jit(eager_forward)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return params.load_safetensors(os.path.join(GOLDEN, "qwen2"))
+
+
+def test_cached_steps_equal_uncached_forward(model):
+    tokens, valid = sampling.left_pad(PROMPTS, length=8)
+    extra = np.array([[11, 12, 13], [21, 22, 23], [31, 32, 33]], np.int32)
+    full_logits = forward(
+        model,
+        jnp.asarray(np.concatenate([tokens, extra], axis=1)),
+        jnp.asarray(np.concatenate([valid, np.ones_like(extra, bool)], axis=1)),
+    )
+    cache = KVCache.zeros(model.cfg, 3, 11)
+    kv_valid = jnp.concatenate([jnp.asarray(valid), jnp.zeros((3, 3), bool)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(jnp.asarray(valid, jnp.int32), axis=1) - 1, 0)
+    logits, cache = model(jnp.asarray(tokens), positions, kv_valid, cache, 0)
+    np.testing.assert_allclose(logits[jnp.asarray(valid)], full_logits[:, :8][valid], atol=ATOL)
+    pos = positions[:, -1] + 1
+    for t in range(3):
+        kv_valid = kv_valid.at[:, 8 + t].set(True)
+        step, cache = model(
+            jnp.asarray(extra[:, t : t + 1]), pos[:, None] + t, kv_valid, cache, 8 + t
+        )
+        np.testing.assert_allclose(step[:, 0], full_logits[:, 8 + t], atol=ATOL)
+
+
+def test_left_padding_does_not_change_logits(model):
+    alone = [
+        forward(model, *map(jnp.asarray, sampling.left_pad([p], length=len(p)))) for p in PROMPTS
+    ]
+    tokens, valid = sampling.left_pad(PROMPTS, length=12)
+    padded = forward(model, jnp.asarray(tokens), jnp.asarray(valid))
+    for b, p in enumerate(PROMPTS):
+        np.testing.assert_allclose(padded[b, -len(p) :], alone[b][0], atol=ATOL)
+
+
+def test_greedy_generation_is_argmax_of_uncached_forward(model):
+    tokens, valid = sampling.left_pad(PROMPTS)
+    cfg = sampling.SampleConfig(max_new_tokens=6, temperature=0.0)
+    out = sampling.generate(
+        model, jnp.asarray(tokens), jnp.asarray(valid), key=jax.random.key(0), cfg=cfg
+    )
+    assert out.tokens.shape == (3, 6)
+    np.testing.assert_array_equal(out.lengths, [6, 6, 6])
+    for b, p in enumerate(PROMPTS):
+        seq = [*p, *np.asarray(out.tokens[b]).tolist()]
+        logits = forward(model, jnp.asarray([seq], jnp.int32), jnp.ones((1, len(seq)), bool))
+        np.testing.assert_array_equal(jnp.argmax(logits[0, len(p) - 1 : -1], -1), out.tokens[b])
+
+
+def test_eos_stops_rows_and_pads_after(model):
+    tokens, valid = map(jnp.asarray, sampling.left_pad(PROMPTS))
+    greedy = sampling.SampleConfig(max_new_tokens=5, temperature=0.0, pad_id=0)
+    first = sampling.generate(model, tokens, valid, key=jax.random.key(0), cfg=greedy).tokens
+    eos = int(first[1, 2])
+    cfg = sampling.SampleConfig(max_new_tokens=5, temperature=0.0, eos_ids=(eos,), pad_id=0)
+    out = sampling.generate(model, tokens, valid, key=jax.random.key(0), cfg=cfg)
+    row = np.asarray(out.tokens[1])
+    stop = int(np.argmax(row == eos)) + 1
+    assert int(out.lengths[1]) == stop <= 3
+    np.testing.assert_array_equal(row[stop:], 0)
+    np.testing.assert_array_equal(row[:stop], np.asarray(first[1, :stop]))
+
+
+def test_row_samples_do_not_depend_on_batch_mates(model):
+    cfg = sampling.SampleConfig(max_new_tokens=8, temperature=1.0, top_k=20, top_p=0.9)
+    key = jax.random.key(3)
+    tokens, valid = map(jnp.asarray, sampling.left_pad(PROMPTS))
+    together = sampling.generate(model, tokens, valid, key=key, cfg=cfg).tokens
+    compiled = sampling.prefill._cache_size(), sampling.decode._cache_size()
+    again = sampling.generate(model, tokens, valid, key=key, cfg=cfg).tokens
+    assert (sampling.prefill._cache_size(), sampling.decode._cache_size()) == compiled
+    np.testing.assert_array_equal(again, together)
+    alone = sampling.generate(
+        model, tokens[1:2], valid[1:2], key=key, cfg=cfg, row_ids_B=jnp.array([1], jnp.int32)
+    ).tokens
+    np.testing.assert_array_equal(together[1], alone[0])
+    assert len({tuple(r) for r in np.asarray(together).tolist()}) == 3
+
+
+def test_filters_keep_the_right_support():
+    logits = jnp.log(jnp.array([0.5, 0.3, 0.15, 0.05], jnp.float32))
+    keep = lambda **kw: np.isfinite(sampling.filter_logits(logits, sampling.SampleConfig(**kw)))  # noqa: E731
+    np.testing.assert_array_equal(keep(top_k=2), [True, True, False, False])
+    np.testing.assert_array_equal(keep(top_p=0.7), [True, True, False, False])
+    np.testing.assert_array_equal(keep(top_p=0.85), [True, True, True, False])
+    np.testing.assert_array_equal(keep(top_p=0.4), [True, False, False, False])
+
+
+def test_score_sums_completion_logprobs(model):
+    prompts, completions = [[5, 17, 33], [70]], [[8, 41], [12, 3, 9]]
+    got = sampling.score(model, prompts, completions)
+    for b, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        seq = jnp.asarray([[*p, *c]], jnp.int32)
+        logp = jax.nn.log_softmax(forward(model, seq, jnp.ones(seq.shape, bool))[0], -1)
+        want = sum(float(logp[len(p) - 1 + i, t]) for i, t in enumerate(c))
+        np.testing.assert_allclose(got[b], want, atol=ATOL)

@@ -1,0 +1,175 @@
+"""LoRA identity at init, what a step may change, overfitting, gradient accumulation, export."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from sublim_jax.llm import params, training
+from sublim_jax.llm.config import DecoderConfig
+from sublim_jax.llm.modeling import Decoder, forward
+from sublim_jax.llm.sampling import pack
+
+CFG = DecoderConfig.tiny(architecture="Qwen2ForCausalLM", qkv_bias=True)
+PROMPTS = [[5, 17, 33], [70, 12], [44, 2, 9, 8], [3]]
+COMPLETIONS = [[8, 41, 1], [3, 9, 1], [60, 61, 1], [7, 7, 1]]
+
+
+def lora_model(cfg: training.TrainConfig) -> Decoder:
+    model = Decoder(CFG, rngs=nnx.Rngs(0))
+    return training.add_lora(model, cfg, key=jax.random.key(1))
+
+
+def test_zero_init_lora_equals_base_model():
+    base = Decoder(CFG, rngs=nnx.Rngs(0))
+    adapted = lora_model(training.TrainConfig(lora_rank=4))
+    batch = pack(PROMPTS, COMPLETIONS)
+    np.testing.assert_array_equal(
+        forward(adapted, batch.tokens, batch.valid),
+        forward(base, batch.tokens, batch.valid),
+    )
+    lora = nnx.state(adapted, nnx.LoRAParam)
+    assert len(jax.tree.leaves(lora)) == 2 * 7 * CFG.num_layers
+
+
+def test_unknown_target_is_rejected():
+    with pytest.raises(ValueError, match="unknown LoRA targets"):
+        lora_model(training.TrainConfig(lora_targets=("qkv",)))
+
+
+@pytest.mark.parametrize("rank", [4, 0])
+def test_step_changes_only_trainable_leaves(rank):
+    cfg = training.TrainConfig(
+        lora_rank=rank, lora_targets=("q", "down"), learning_rate=1e-2, warmup_steps=0
+    )
+    model = lora_model(cfg) if rank else Decoder(CFG, rngs=nnx.Rngs(0))
+    before = jax.tree.map(np.asarray, nnx.state(model))
+    optimizer = training.make_optimizer(cfg)
+    graphdef, frozen, state = training.init(model, cfg, optimizer)
+    state, metrics = training.train_step(
+        graphdef, optimizer, state, frozen, pack(PROMPTS, COMPLETIONS)
+    )
+    after = nnx.state(nnx.merge(graphdef, state.params, frozen))
+    changed = {
+        path
+        for (path, a), (_, b) in zip(
+            nnx.to_flat_state(before), nnx.to_flat_state(after), strict=True
+        )
+        if not np.array_equal(a[...], b[...])
+    }
+    trained = {p for p, _ in nnx.to_flat_state(state.params)}
+    assert changed and changed <= trained
+    assert all(("lora" in p) == bool(rank) for p in changed)
+    assert float(metrics["grad_norm"]) > 0
+
+
+@pytest.mark.parametrize(("rank", "ratio"), [(0, 0.1), (8, 0.8)])
+def test_loss_decreases_when_overfitting(rank, ratio):
+    pytest.importorskip("safetensors")
+    cfg = training.TrainConfig(learning_rate=3e-2, warmup_steps=0, total_steps=30, lora_rank=rank)
+    model = params.load_safetensors(os.path.join(os.path.dirname(__file__), "golden", "qwen2"))
+    optimizer = training.make_optimizer(cfg)
+    graphdef, frozen, state = training.init(
+        training.add_lora(model, cfg, key=jax.random.key(1)), cfg, optimizer
+    )
+    batch = pack(PROMPTS, COMPLETIONS)
+    losses, compiled = [], training.train_step._cache_size()
+    for _ in range(cfg.total_steps):
+        state, metrics = training.train_step(graphdef, optimizer, state, frozen, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < ratio * losses[0], losses
+    assert training.train_step._cache_size() == compiled + 1  # compiled once, reused
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    one = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0)
+    two = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0, accum_steps=2)
+    full, halves = (
+        pack(PROMPTS, COMPLETIONS),
+        [pack(PROMPTS[:2], COMPLETIONS[:2]), pack(PROMPTS[2:], COMPLETIONS[2:])],
+    )
+    results = []
+    for cfg, batches in ((one, [full]), (two, halves)):
+        optimizer = training.make_optimizer(cfg)
+        graphdef, frozen, state = training.init(lora_model(cfg), cfg, optimizer)
+        for batch in batches:
+            state, _ = training.train_step(graphdef, optimizer, state, frozen, batch)
+        results.append(state.params)
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1]), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_merged_and_adapter_exports(tmp_path):
+    pytest.importorskip("safetensors")
+    cfg = training.TrainConfig(
+        lora_rank=4, lora_targets=("q", "v", "up"), learning_rate=1e-2, warmup_steps=0
+    )
+    optimizer = training.make_optimizer(cfg)
+    graphdef, frozen, state = training.init(lora_model(cfg), cfg, optimizer)
+    state, _ = training.train_step(graphdef, optimizer, state, frozen, pack(PROMPTS, COMPLETIONS))
+    model = nnx.merge(graphdef, state.params, frozen)
+    params.save_safetensors(model, str(tmp_path / "merged"), what="merged")
+    params.save_safetensors(model, str(tmp_path / "adapter"), what="lora")
+    merged = params.load_safetensors(str(tmp_path / "merged"))
+    batch = pack(PROMPTS, COMPLETIONS)
+    np.testing.assert_allclose(
+        forward(merged, batch.tokens, batch.valid),
+        forward(model, batch.tokens, batch.valid),
+        atol=1e-5,
+    )
+    from safetensors.numpy import load_file
+
+    adapter = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    assert len(adapter) == 2 * 3 * CFG.num_layers
+    a = adapter["base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight"]
+    b = adapter["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"]
+    assert a.shape == (4, CFG.hidden_size) and b.shape == (CFG.num_kv_heads * CFG.head_dim, 4)
+    reloaded = params.load_lora(Decoder(CFG, rngs=nnx.Rngs(0)), str(tmp_path / "adapter"))
+    np.testing.assert_array_equal(
+        forward(reloaded, batch.tokens, batch.valid), forward(model, batch.tokens, batch.valid)
+    )
+    with open(tmp_path / "adapter" / "adapter_config.json") as f:
+        meta = json.load(f)
+    assert (meta["r"], meta["lora_alpha"], meta["target_modules"]) == (
+        4,
+        8.0,
+        ["q_proj", "up_proj", "v_proj"],
+    )
+
+
+def test_remat_gives_the_same_step():
+    cfg = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0)
+    results = []
+    for remat in (False, True):
+        model = Decoder(dataclasses.replace(CFG, remat=remat), rngs=nnx.Rngs(0))
+        training.add_lora(model, cfg, key=jax.random.key(1))
+        optimizer = training.make_optimizer(cfg)
+        graphdef, frozen, state = training.init(model, cfg, optimizer)
+        state, _ = training.train_step(
+            graphdef, optimizer, state, frozen, pack(PROMPTS, COMPLETIONS)
+        )
+        results.append(jax.tree.leaves(state.params))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_lora_on_a_frozen_bfloat16_base():
+    cfg = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0)
+    bf16 = dataclasses.replace(CFG, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    model = training.add_lora(Decoder(bf16, rngs=nnx.Rngs(0)), cfg, key=jax.random.key(1))
+    optimizer = training.make_optimizer(cfg)
+    graphdef, frozen, state = training.init(model, cfg, optimizer)
+    state, metrics = training.train_step(
+        graphdef, optimizer, state, frozen, pack(PROMPTS, COMPLETIONS)
+    )
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    assert {x.dtype for x in jax.tree.leaves(frozen)} == {jnp.dtype(jnp.bfloat16)}
+    assert any(
+        np.any(np.asarray(b) != 0) for p, b in nnx.to_flat_state(state.params) if p[-1] == "lora_b"
+    )

@@ -1,0 +1,48 @@
+"""Atomic writes: no half-written results file after a crash."""
+
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sublim_jax import results
+
+
+def test_write_json_roundtrip(tmp_path: Path):
+    obj = {"a": np.arange(3), "b": jnp.float32(1.5), "c": (1, 2), "d": np.bool_(True)}
+    results.write_json(tmp_path / "r.json", obj)
+    assert results.read_json(tmp_path / "r.json") == {
+        "a": [0, 1, 2],
+        "b": 1.5,
+        "c": [1, 2],
+        "d": True,
+    }
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch):
+    path = tmp_path / "r.json"
+    results.write_json(path, {"ok": 1})
+    with pytest.raises(TypeError):
+        results.write_json(path, {"bad": object()})
+
+    def crash(*args):
+        raise OSError("disk full at the rename")
+
+    monkeypatch.setattr(results.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        results.write_json(path, {"new": 2})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_jsonl(tmp_path: Path):
+    results.write_jsonl(tmp_path / "m.jsonl", [{"step": 0, "loss": np.float32(2.0)}, {"step": 1}])
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == [{"step": 0, "loss": 2.0}, {"step": 1}]
+
+
+def test_versions_name_the_stack():
+    v = results.versions()
+    assert v["jax"] and v["numpy"] and v["backend"] == "cpu"

@@ -1,0 +1,374 @@
+"""Property-based checks of the single-gradient-step theorem (PAPER.md §1, proofs/single_step.md).
+
+Hypothesis draws structure (depth, widths, outputs, activation, loss kinds, logit subsets, seeds,
+step sizes from a log grid); JAX draws the numbers from the drawn seed, outside the compiled
+programs, so a program is compiled once per structure. Everything runs in float64.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import assume, event, given
+from hypothesis import strategies as st
+from jax import test_util as jtu
+
+from sublim_jax import losses, mlp, theorem
+
+F64 = jnp.float64
+RTOL = 1e-10  # exact identities in float64
+PSD_ATOL = 1e-12  # eigenvalues of M may be this negative from rounding
+SLOPE_BAND = (1.8, 2.2)  # log-log slope of the O(ε²) remainder
+EPS_GRID = np.logspace(-5.5, -3.0, 6)  # times 1/max|JΔθ_T|: ε relative to the output change
+KINK_MARGIN = 1e-2  # ReLU pre-activations closer than this to 0 are too near the kink
+N_INPUTS = 8
+
+LS_KINDS = ("squared_error", "softmax_ce", "subset_ce", "kl")
+LT_KINDS = ("ce_random_labels", "regulariser", "other_outputs", "smooth")
+INPUT_KINDS = ("gaussian", "uniform", "shifted_scaled")
+
+
+class Numbers(NamedTuple):
+    """Everything random in one problem, drawn by JAX from the problem's seed."""
+
+    theta0_T: Any
+    theta0_S: Any  # a different init; shared-init tests pass theta0_T as the student's init
+    x_BxD: jax.Array  # student inputs, x ~ D
+    w_C: jax.Array  # squared-error weights, zero off the subset
+    x_T_BxD: jax.Array  # the teacher's unrelated inputs
+    labels_B: jax.Array
+    a: Any  # coefficients of the smooth L_T, a params-shaped pytree
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The static structure of one instance of the theorem's setup."""
+
+    sizes: tuple[int, ...]
+    activation: str
+    ls_kind: str
+    lt_kind: str
+    input_kind: str
+    subset: tuple[int, ...]  # outputs L_S reads (all of them for softmax CE and KL)
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def unread(self) -> tuple[int, ...]:
+        return tuple(sorted(set(range(self.n_out)) - set(self.subset)))
+
+    def f(self, theta, x_BxD):
+        return mlp.apply(theta, x_BxD, self.activation)
+
+    def L_S(self, n: Numbers):
+        if self.ls_kind == "squared_error":
+            return partial(losses.squared_error, w_C=n.w_C)
+        if self.ls_kind == "softmax_ce":
+            return losses.softmax_cross_entropy
+        if self.ls_kind == "subset_ce":
+            return losses.on_subset(losses.softmax_cross_entropy, self.subset)
+        return losses.kl_divergence
+
+    def M_closed_form(self, n: Numbers, y_C):
+        if self.ls_kind == "squared_error":
+            return theorem.output_hessian_squared_error(n.w_C)
+        indices = jnp.asarray(self.subset) if self.ls_kind == "subset_ce" else None
+        return theorem.output_hessian_softmax_ce(y_C, indices=indices)
+
+    def L_T(self, n: Numbers):
+        if self.lt_kind == "ce_random_labels":
+            return lambda th: jnp.mean(
+                losses.cross_entropy_labels(self.f(th, n.x_T_BxD), n.labels_B)
+            )
+        if self.lt_kind == "regulariser":
+            return lambda th: 0.5 * theorem.tree_dot(th, th)
+        if self.lt_kind == "other_outputs":
+            other = jnp.asarray(self.unread or (0,))
+            return lambda th: jnp.mean(jnp.square(self.f(th, n.x_T_BxD)[:, other] - 1.0))
+        return lambda th: (
+            theorem.tree_dot(n.a, jax.tree.map(jnp.sin, th)) + jnp.square(theorem.tree_dot(n.a, th))
+        )
+
+    def numbers(self, seed: int) -> Numbers:
+        k = jax.random.split(jax.random.key(seed), 8)
+        shape = (N_INPUTS, self.sizes[0])
+        x = {
+            "gaussian": lambda: jax.random.normal(k[0], shape, F64),
+            "uniform": lambda: jax.random.uniform(k[0], shape, F64, -1.0, 1.0),
+            "shifted_scaled": lambda: 2.0 + 3.0 * jax.random.normal(k[0], shape, F64),
+        }[self.input_kind]()
+        mask = jnp.zeros(self.n_out, bool).at[jnp.asarray(self.subset)].set(True)
+        theta0_T = mlp.init(key=k[1], sizes=self.sizes, dtype=F64)
+        return Numbers(
+            theta0_T=theta0_T,
+            theta0_S=mlp.init(key=k[2], sizes=self.sizes, dtype=F64),
+            x_BxD=x,
+            w_C=jnp.where(mask, jax.random.uniform(k[3], (self.n_out,), F64, 0.5, 2.0), 0.0),
+            x_T_BxD=jax.random.uniform(k[4], shape, F64, -2.0, 2.0),
+            labels_B=jax.random.randint(k[5], (N_INPUTS,), 0, self.n_out),
+            a=jax.tree.map(lambda t: jax.random.normal(k[6], t.shape, F64), theta0_T),
+        )
+
+    def off_kinks(self, n: Numbers) -> bool:
+        """f is differentiable at θ⁰ on the student inputs (the theorem's hypothesis).
+
+        ReLU with zero biases puts pre-activations exactly at the kink behind a dead unit.
+        """
+        if self.activation != "relu":
+            return True
+        h, margin = n.x_BxD, np.inf
+        for layer in n.theta0_T[:-1]:
+            pre = h @ layer.w_DxH + layer.b_H[None, :]
+            margin, h = min(margin, float(jnp.min(jnp.abs(pre)))), jax.nn.relu(pre)
+        return margin > KINK_MARGIN
+
+
+@st.composite
+def problems(draw, ls_kinds=LS_KINDS, smooth_only=True):
+    """(structure, numbers): depth 1–3, widths 1–16, 2–8 outputs, every loss and input kind."""
+    depth = draw(st.integers(1, 3))
+    widths = draw(st.lists(st.integers(1, 16), min_size=depth, max_size=depth))
+    n_out = draw(st.integers(2, 8))
+    ls_kind = draw(st.sampled_from(ls_kinds))
+    if ls_kind in ("subset_ce", "squared_error"):
+        low = 2 if ls_kind == "subset_ce" else 1  # a softmax of one logit is constant
+        size = draw(st.integers(low, n_out))
+        subset = tuple(sorted(draw(st.permutations(range(n_out)))[:size]))
+    else:
+        subset = tuple(range(n_out))
+    p = Problem(
+        sizes=(draw(st.integers(1, 6)), *widths, n_out),
+        activation=draw(st.sampled_from(("relu", "tanh", "gelu"))),
+        ls_kind=ls_kind,
+        lt_kind=draw(st.sampled_from(LT_KINDS)),
+        input_kind=draw(st.sampled_from(INPUT_KINDS)),
+        subset=subset,
+    )
+    n = p.numbers(draw(st.integers(0, 2**16)))
+    assume(not smooth_only or p.off_kinks(n))
+    return p, n
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def sweep(p: Problem, n: Numbers, shared: bool, grid_E: jax.Array):
+    """A, the ε grid (relative to max|JΔθ_T|) and Δθ_S·Δθ_T on it, shared or different init."""
+    theta0_T = n.theta0_T
+    theta0_S = theta0_T if shared else n.theta0_S
+    delta_theta_T = theorem.teacher_direction(p.L_T(n), theta0_T)
+    u_BxC = theorem.output_direction(p.f, theta0_T, delta_theta_T, n.x_BxD)
+    eps_E = grid_E / jnp.maximum(jnp.max(jnp.abs(u_BxC)), 1e-300)
+
+    def aligned(eps):
+        theta_T = theorem.teacher_params(theta0_T, delta_theta_T, eps)
+        delta_theta_S = theorem.student_direction(p.f, p.L_S(n), theta0_S, theta_T, n.x_BxD)
+        return theorem.alignment(delta_theta_S, delta_theta_T)
+
+    A = theorem.first_order_coefficient(p.f, p.L_S(n), theta0_T, delta_theta_T, n.x_BxD)
+    return A, eps_E, jax.vmap(aligned)(eps_E)
+
+
+def loglog_slope(eps, err) -> float:
+    return float(np.polyfit(np.log(eps), np.log(err), 1)[0])
+
+
+# (a) Δθ_S·Δθ_T − εA = O(ε²) under shared init.
+@given(problems())
+def test_remainder_is_second_order(problem):
+    p, n = problem
+    A, eps, aligned = jax.tree.map(np.asarray, sweep(p, n, True, jnp.asarray(EPS_GRID)))
+    remainder = np.abs(aligned - eps * A)
+    if np.all(remainder <= 1e-9 * np.abs(eps * A)) or float(A) == 0.0:
+        event("remainder vanishes to rounding (output linear in ε, or A = 0)")
+        np.testing.assert_allclose(aligned, eps * A, rtol=1e-8, atol=1e-18)
+        return
+    slope = loglog_slope(eps, remainder)
+    event(f"slope {slope:.1f}")
+    assert SLOPE_BAND[0] <= slope <= SLOPE_BAND[1], (slope, remainder)
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def two_ways(p: Problem, n: Numbers, shared: bool, eps: jax.Array):
+    theta0_S = n.theta0_T if shared else n.theta0_S
+    delta_theta_T = theorem.teacher_direction(p.L_T(n), n.theta0_T)
+    theta_T = theorem.teacher_params(n.theta0_T, delta_theta_T, eps)
+    delta_theta_S = theorem.student_direction(p.f, p.L_S(n), theta0_S, theta_T, n.x_BxD)
+    via_outputs = theorem.alignment_via_outputs(
+        p.f, p.L_S(n), theta0_S, theta_T, delta_theta_T, n.x_BxD
+    )
+    return theorem.alignment(delta_theta_S, delta_theta_T), via_outputs
+
+
+# Proof step 1 is an exact identity, at any ε and any init.
+@given(problems(), st.booleans(), st.sampled_from([1e-4, 1e-2, 1.0]))
+def test_alignment_equals_output_space_form(problem, shared: bool, eps: float):
+    p, n = problem
+    via_params, via_outputs = two_ways(p, n, shared, eps)
+    np.testing.assert_allclose(via_params, via_outputs, rtol=RTOL, atol=1e-300)
+
+
+@partial(jax.jit, static_argnums=0)
+def hessians(p: Problem, n: Numbers):
+    y_BxC = p.f(n.theta0_T, n.x_BxD)
+    M_BxCxC = jax.vmap(lambda y: theorem.output_hessian(p.L_S(n), y))(y_BxC)
+    closed_BxCxC = jax.vmap(lambda y: p.M_closed_form(n, y))(y_BxC)
+    dL_dz_BxC = jax.vmap(jax.grad(p.L_S(n), argnums=0))(y_BxC + 0.3, y_BxC)
+    return M_BxCxC, closed_BxCxC, dL_dz_BxC
+
+
+# (b) M symmetric PSD, closed forms equal autodiff, the null space; A ≥ 0.
+@given(problems())
+def test_output_hessian_properties(problem):
+    p, n = problem
+    M_BxCxC, closed_BxCxC, dL_dz_BxC = hessians(p, n)
+    np.testing.assert_allclose(M_BxCxC, np.swapaxes(M_BxCxC, 1, 2), rtol=RTOL, atol=1e-15)
+    assert np.linalg.eigvalsh(np.asarray(M_BxCxC)).min() >= -PSD_ATOL
+    np.testing.assert_allclose(M_BxCxC, closed_BxCxC, rtol=1e-9, atol=1e-14)
+    if p.ls_kind == "squared_error":
+        two_diag_w = np.broadcast_to(2 * np.diag(n.w_C), M_BxCxC.shape)
+        np.testing.assert_array_equal(M_BxCxC, two_diag_w)
+    else:
+        ones_on_subset = np.zeros(p.n_out)
+        ones_on_subset[list(p.subset)] = 1.0
+        np.testing.assert_allclose(M_BxCxC @ ones_on_subset, 0.0, atol=1e-14)
+        np.testing.assert_allclose(dL_dz_BxC @ ones_on_subset, 0.0, atol=1e-14)
+    assert float(sweep(p, n, True, jnp.asarray(EPS_GRID))[0]) >= -PSD_ATOL
+
+
+@pytest.mark.parametrize("ls_kind", LS_KINDS)
+def test_autodiff_derivatives_match_finite_differences(ls_kind: str):
+    p = Problem((3, 4, 5), "tanh", ls_kind, "regulariser", "gaussian", subset=(0, 2, 3))
+    L_S = p.L_S(p.numbers(7))
+    z_C, y_C = jax.random.normal(jax.random.key(1), (2, 5), F64)
+    jtu.check_grads(lambda y: jax.grad(L_S)(z_C, y), (y_C,), order=1, modes=["fwd"])
+    jtu.check_grads(L_S, (z_C, y_C), order=2)
+
+
+@partial(jax.jit, static_argnums=0)
+def lowered(p: Problem, n: Numbers, eps: jax.Array, alpha: float):
+    step = theorem.one_step(p.f, p.L_S(n), p.L_T(n), n.theta0_T, n.theta0_T, n.x_BxD, eps, alpha)
+    return step.lt_change
+
+
+# (c) The student gets better at the teacher's objective.
+@given(problems())
+def test_student_step_lowers_teacher_loss(problem):
+    p, n = problem
+    A, eps, _ = sweep(p, n, True, jnp.asarray([1e-5]))
+    A, eps, alpha = float(A), float(eps[0]), 1e-3
+    if A <= 1e-4:
+        event("A not clearly positive")
+        return
+    lt_change = float(lowered(p, n, eps, alpha))
+    assert lt_change < 0
+    np.testing.assert_allclose(lt_change / (-eps * alpha * A), 1.0, rtol=0.2)
+
+
+# (d) L_T depending only on parameters L_S cannot move: alignment exactly zero.
+@given(problems(ls_kinds=("squared_error", "subset_ce"), smooth_only=False), st.booleans())
+def test_unreachable_teacher_loss_gives_zero_alignment(problem, shared: bool):
+    p, n = problem
+    assume(len(p.unread) > 0)
+    norm_sq, aligned = unreachable(p, n, shared, jnp.asarray([1e-4, 1e-1, 1.0]))
+    assert float(norm_sq) > 0
+    np.testing.assert_array_equal(aligned, 0.0)
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def unreachable(p: Problem, n: Numbers, shared: bool, eps_E: jax.Array):
+    """‖Δθ_T‖² and Δθ_S·Δθ_T for an L_T of the last-layer columns of outputs L_S never reads."""
+    cols = jnp.asarray(p.unread)
+
+    def L_T(theta):
+        last = theta[-1]
+        return jnp.sum(jnp.sin(last.w_DxH[:, cols])) + jnp.sum(jnp.square(last.b_H[cols] - 1.0))
+
+    theta0_S = n.theta0_T if shared else n.theta0_S
+    delta_theta_T = theorem.teacher_direction(L_T, n.theta0_T)
+
+    def aligned(eps):
+        return theorem.one_step(p.f, p.L_S(n), L_T, n.theta0_T, theta0_S, n.x_BxD, eps, 1e-2)
+
+    return theorem.tree_dot(delta_theta_T, delta_theta_T), jax.vmap(aligned)(eps_E).alignment
+
+
+# (e) Different init: an O(1) term, no sign guarantee.
+@given(problems())
+def test_different_init_has_zeroth_order_term(problem):
+    p, n = problem
+    grid = jnp.asarray([0.0, 1e-8, 1e-7])
+    different = np.asarray(sweep(p, n, False, grid)[2])
+    shared = float(sweep(p, n, True, grid)[2][-1])
+    np.testing.assert_allclose(different, different[0], rtol=1e-5, atol=1e-12)
+    if abs(different[0]) > 1e-8:
+        event("different init: zeroth-order term present")
+        assert abs(different[0]) > 1e3 * abs(shared)
+    assert shared >= -1e-15
+
+
+@partial(jax.jit, static_argnums=0)
+def different_init_alignments(p: Problem, n: Numbers, students):
+    def aligned(theta0_S):
+        eps, alpha = 1e-3, 1e-3
+        step = theorem.one_step(p.f, p.L_S(n), p.L_T(n), n.theta0_T, theta0_S, n.x_BxD, eps, alpha)
+        return step.alignment
+
+    return jax.vmap(aligned)(students), aligned(n.theta0_T)
+
+
+def test_different_init_alignment_takes_both_signs(record_property):
+    """Every L_S × L_T (inputs cycling), 32 student inits each: fraction of negative alignments."""
+    sizes, fractions = (5, 12, 12, 6), {}
+    students = jax.vmap(lambda k: mlp.init(key=k, sizes=sizes, dtype=F64))(
+        jax.random.split(jax.random.key(99), 32)
+    )
+    for i, ls_kind in enumerate(LS_KINDS):
+        for j, lt_kind in enumerate(LT_KINDS):
+            input_kind = INPUT_KINDS[(i + j) % len(INPUT_KINDS)]
+            p = Problem(sizes, "tanh", ls_kind, lt_kind, input_kind, subset=(1, 3, 4))
+            different, shared = different_init_alignments(p, p.numbers(11), students)
+            fractions[(ls_kind, lt_kind, input_kind)] = float(np.mean(np.asarray(different) < 0))
+            assert float(shared) >= 0
+    overall = float(np.mean(list(fractions.values())))
+    record_property("negative_fraction_different_init", overall)
+    print(f"negative alignment fraction, different init, {len(fractions)} settings: {overall:.2f}")
+    assert 0.2 <= overall <= 0.8
+    assert sum(f > 0 for f in fractions.values()) >= 0.75 * len(fractions)
+
+
+# (f) jit = no jit; no recompilation; vmap = loop.
+def test_jit_matches_eager_and_does_not_recompile():
+    p = Problem((4, 8, 5), "gelu", "subset_ce", "ce_random_labels", "uniform", subset=(1, 2, 4))
+    n = p.numbers(3)
+
+    def step(theta0_S, eps):
+        return theorem.one_step(p.f, p.L_S(n), p.L_T(n), n.theta0_T, theta0_S, n.x_BxD, eps, 1e-2)
+
+    jitted = jax.jit(step)
+    eager = step(n.theta0_S, 1e-3)
+    first = jitted(n.theta0_S, 1e-3)
+    second = jitted(n.theta0_T, 2e-3)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=RTOL), eager, first)
+    assert jitted._cache_size() == 1
+    assert float(second.alignment) != float(first.alignment)
+
+
+def test_vmap_over_seeds_matches_loop():
+    p = Problem((4, 8, 5), "relu", "kl", "smooth", "gaussian", subset=tuple(range(5)))
+    n = p.numbers(5)
+    keys = jax.random.split(jax.random.key(2), 4)
+
+    def run(k):
+        theta0 = mlp.init(key=k, sizes=p.sizes, dtype=F64)
+        return theorem.one_step(p.f, p.L_S(n), p.L_T(n), theta0, theta0, n.x_BxD, 1e-3, 1e-2)
+
+    batched = jax.vmap(run)(keys)
+    for i, k in enumerate(keys):
+        looped = run(k)
+        for a, b in zip(batched, looped, strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-9)
