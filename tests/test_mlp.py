@@ -51,3 +51,15 @@ def test_bad_sizes_raise(key):
 
 def test_matmul_flops():
     assert mlp.matmul_flops((784, 256, 256, 13)) == 2 * (784 * 256 + 256 * 256 + 256 * 13)
+
+
+@pytest.mark.parametrize("sizes", [(784, 256, 256, 13), (100, 48, 32, 10)])
+def test_train_flops_is_what_xla_executes(key, sizes):
+    """The count the MNIST benchmark divides by agrees with XLA's cost model of a gradient."""
+    params = mlp.init(key=key, sizes=sizes, dtype=jnp.float32)
+    x = jnp.ones((64, sizes[0]), jnp.float32)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(mlp.apply(p, x) ** 2)))
+    cost = grad.lower(params, x).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    expected = 64 * mlp.train_flops(sizes)
+    assert expected <= cost["flops"] <= 1.03 * expected  # the rest is elementwise
