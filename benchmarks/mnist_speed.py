@@ -1,16 +1,22 @@
 """Speed and memory of the MNIST transfer experiment, printed as ratios measured in one run.
 
-    uv run python benchmarks/mnist_speed.py               # 10 seeds, ~3 min on a 2-core CPU
-    uv run python benchmarks/mnist_speed.py --seeds 2 --skip-memory   # ~1 min
+    uv run python benchmarks/mnist_speed.py --data-dir DIR          # 10 seeds, ~10 min, 2-core CPU
+    uv run python benchmarks/mnist_speed.py --data-dir DIR --torch-python /torch-venv/bin/python
+    uv run python benchmarks/mnist_speed.py --seeds 2 --skip-memory   # epochs and peak only, ~1 min
 
 Prints: (1) the fp32 matmul peak of this machine, measured here with a jitted 2048² matmul;
-(2) achieved FLOP/s of one teacher epoch and one student epoch (forward + backward matmuls,
-3 × `mlp.matmul_flops` per example and model) for ``--seeds`` vmapped seeds, and their ratio to
-the peak; (3) the same epoch as a Python loop over seeds (one jitted single-seed call each) vs
+(2) achieved FLOP/s of one teacher epoch and one student epoch for ``--seeds`` vmapped seeds, and
+their ratio to the peak, counting the matmul FLOPs XLA executes (`mlp.train_flops`: forward +
+backward without the gradient of the input images, 2.26× the forward for 784-256-256-13, checked
+against XLA's cost analysis in tests/test_mlp.py) and, for comparison with the issue's targets,
+in the 3×-forward convention (which counts a first-layer input gradient nobody computes, 1.33×
+more); (3) the same epoch as a Python loop over seeds (one jitted single-seed call each) vs
 the vmapped one; (4) noise: drawing one epoch of noise for the seeds vs a student epoch;
-(5) peak host memory (max RSS of a fresh process running the CLI) at ``--seeds`` with 1 epoch
-each, and at 100 seeds with 0 epochs (noise, teacher logits, evaluation and the host copy of all
-100 teachers: everything but training, whose buffers are per chunk and small).
+(5) wall time and peak host memory (VmHWM of a fresh process running the CLI) at ``--seeds``
+with the default epochs, and peak memory at 100 seeds with 0 epochs (noise, teacher logits,
+evaluation and the host copy of all 100 teachers: everything but training, whose buffers are
+per chunk and small); (6) with ``--torch-python``, the same wall time and memory for the
+original's computation re-implemented in PyTorch (`mnist_torch_reference.py`), in this run.
 
 Why the noise is drawn once and stored as uint16 (transfer.make_noise): on CPU drawing is
 slow. Measured here (2-core CPU, 5 seeds, uncontended): drawing one epoch of noise for the
@@ -20,10 +26,15 @@ to the students' time, or 60% if each student drew its own. Stored as uint16 dra
 per model, the runner keeps one chunk of models (5 on CPU) at a time, so memory is bounded at
 any seed count, and the decode per batch is one fused elementwise op. On a GPU drawing is
 cheap, but storing is cheap too (9.4 GB for 100 models), so one code path serves both.
-Measured in the same run: teacher 0.93 and students 0.94 of the matmul peak (208 GFLOP/s);
-a Python loop over seeds took 0.93× the vmapped time on CPU (each seed's matmuls already
-saturate the cores, so vmap's gain is on accelerators and in the sharded seed axis); peak RSS
-1.58 GB at 5 seeds and at 100 seeds.
+Measured in one run (2-core CPU, 10 seeds, 2026-11-25, with --torch-python): matmul peak 128
+GFLOP/s (this machine measured 176–208 on other days: compare ratios, not seconds); by the executed
+count teacher 0.66 and students 0.71 of the peak, i.e. 0.88 and 0.95 in the 3×-forward convention
+the issue's 80% target was stated in; a Python loop over seeds took 0.94× the vmapped time on CPU
+(each seed's matmuls already saturate the cores, so vmap's gain is on accelerators and in the
+sharded seed axis); end to end 228 s for 10 seeds against 316 s for the PyTorch re-implementation
+of the original, 1.38× less wall time; peak RSS 1.63 GB at 10 seeds and 1.68 GB at 100 seeds
+(0 epochs), against 4.21 GB for the PyTorch version at 10 models (the issue measured 4.2 GB for the
+authors' script).
 The teacher's logits on the noise are computed once per model (a forward pass, ~1% of the
 students' FLOPs) and shared by its four students and all epochs.
 """
@@ -126,12 +137,34 @@ def cli_run(seeds: int, epochs: int | None, data_dir: str | None) -> tuple[float
     return int(done.stdout.strip().splitlines()[-1]) / 2**20, wall
 
 
+def torch_reference_run(python: str, models: int, data_dir: str) -> tuple[float, dict]:
+    """(wall seconds from start to exit, its report) of `mnist_torch_reference.py` under
+    ``python`` (an interpreter with torch): the original's computation, timed like `cli_run`."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist_torch_reference.py")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [python, script, "--models", str(models), "--data-dir", data_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return time.perf_counter() - start, json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--data-dir", default=None, help="MNIST folder for the memory runs")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--torch-python",
+        metavar="PYTHON",
+        help="an interpreter with torch: also time the original's computation "
+        "(mnist_torch_reference.py) at --seeds models, in this run (needs --data-dir)",
+    )
     args = parser.parse_args()
+    if args.torch_python and (args.skip_memory or not args.data_dir):
+        parser.error("--torch-python needs --data-dir and the end-to-end run (no --skip-memory)")
     cfg = dataclasses.replace(transfer.TransferConfig(), seeds=args.seeds)
     S, report = args.seeds, {"backend": jax.default_backend(), "seeds": args.seeds}
 
@@ -169,6 +202,12 @@ def main() -> None:
             report["original_194s_over_ours"] = ORIGINAL_S_AT_10 / wall
         report["peak_rss_gb_at_seeds"] = rss
         report["peak_rss_gb_at_100_seeds_0_epochs"] = cli_run(100, 0, args.data_dir)[0]
+    if args.torch_python:
+        wall_torch, torch_report = torch_reference_run(args.torch_python, S, args.data_dir)
+        report["torch_reference_wall_s"] = wall_torch
+        report["torch_reference_over_ours"] = wall_torch / report["end_to_end_wall_s_at_seeds"]
+        report["torch_reference_peak_rss_gb"] = torch_report["peak_rss_gb"]
+        report["torch_reference_accuracy"] = torch_report["accuracy"]  # it learns: a sanity check
     for k, v in report.items():
         print(f"{k:34s} {v:.3f}" if isinstance(v, float) else f"{k:34s} {v}")
     print(json.dumps({k: float(v) if isinstance(v, np.floating) else v for k, v in report.items()}))
