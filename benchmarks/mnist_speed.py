@@ -17,6 +17,7 @@ with the default epochs, and peak memory at 100 seeds with 0 epochs (noise, teac
 evaluation and the host copy of all 100 teachers: everything but training, whose buffers are
 per chunk and small); (6) with ``--torch-python``, the same wall time and memory for the
 original's computation re-implemented in PyTorch (`mnist_torch_reference.py`), in this run.
+``--out FILE`` also saves the report, with the software versions, as JSON.
 
 Why the noise is drawn once and stored as uint16 (transfer.make_noise): on CPU drawing is
 slow. Measured here (2-core CPU, 5 seeds, uncontended): drawing one epoch of noise for the
@@ -26,15 +27,13 @@ to the students' time, or 60% if each student drew its own. Stored as uint16 dra
 per model, the runner keeps one chunk of models (5 on CPU) at a time, so memory is bounded at
 any seed count, and the decode per batch is one fused elementwise op. On a GPU drawing is
 cheap, but storing is cheap too (9.4 GB for 100 models), so one code path serves both.
-Measured in one run (2-core CPU, 10 seeds, 2026-11-25, with --torch-python): matmul peak 128
-GFLOP/s (this machine measured 176–208 on other days: compare ratios, not seconds); by the executed
-count teacher 0.66 and students 0.71 of the peak, i.e. 0.88 and 0.95 in the 3×-forward convention
-the issue's 80% target was stated in; a Python loop over seeds took 0.94× the vmapped time on CPU
+The latest run's report (2-core CPU, 10 seeds, with --torch-python) is saved in
+``benchmarks/results/mnist_speed_cpu_10seeds.json`` and quoted in README. Two such runs on this
+shared machine, the same day: by the executed count training ran at 0.54–0.71 of the matmul
+peak, i.e. 0.72–0.95 in the 3×-forward convention the issue's 80% target was stated in (the
+machine's other load moves it); a Python loop over seeds took 0.82–0.94× the vmapped time on CPU
 (each seed's matmuls already saturate the cores, so vmap's gain is on accelerators and in the
-sharded seed axis); end to end 228 s for 10 seeds against 316 s for the PyTorch re-implementation
-of the original, 1.38× less wall time; peak RSS 1.63 GB at 10 seeds and 1.68 GB at 100 seeds
-(0 epochs), against 4.21 GB for the PyTorch version at 10 models (the issue measured 4.2 GB for the
-authors' script).
+sharded seed axis); peak memory is nearly flat in the seed count.
 The teacher's logits on the noise are computed once per model (a forward pass, ~1% of the
 students' FLOPs) and shared by its four students and all epochs.
 """
@@ -51,9 +50,8 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from sublim_jax import mlp, transfer
+from sublim_jax import mlp, results, transfer
 
 REPEATS = 5
 # The authors' script, all six conditions at 10 models, on a 2-core CPU machine of the kind we
@@ -162,9 +160,12 @@ def main() -> None:
         help="an interpreter with torch: also time the original's computation "
         "(mnist_torch_reference.py) at --seeds models, in this run (needs --data-dir)",
     )
+    parser.add_argument("--out", metavar="FILE", help="also write the report as JSON (atomically)")
     args = parser.parse_args()
     if args.torch_python and (args.skip_memory or not args.data_dir):
         parser.error("--torch-python needs --data-dir and the end-to-end run (no --skip-memory)")
+    if args.torch_python and not os.access(args.torch_python, os.X_OK):
+        parser.error(f"--torch-python {args.torch_python!r} is not an executable interpreter")
     cfg = dataclasses.replace(transfer.TransferConfig(), seeds=args.seeds)
     S, report = args.seeds, {"backend": jax.default_backend(), "seeds": args.seeds}
 
@@ -210,7 +211,9 @@ def main() -> None:
         report["torch_reference_accuracy"] = torch_report["accuracy"]  # it learns: a sanity check
     for k, v in report.items():
         print(f"{k:34s} {v:.3f}" if isinstance(v, float) else f"{k:34s} {v}")
-    print(json.dumps({k: float(v) if isinstance(v, np.floating) else v for k, v in report.items()}))
+    print(json.dumps(results.jsonable(report)))
+    if args.out:
+        results.write_json(args.out, report | {"versions": results.versions()})
 
 
 if __name__ == "__main__":
