@@ -57,6 +57,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes atomically (checkpoints, cached downloads)."""
+    with _atomic(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """JSON, atomically."""
     return write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
