@@ -84,7 +84,7 @@ def teacher_epoch_rate(cfg, S: int, x, y) -> tuple[float, float]:
     """(vmapped seconds, looped seconds) for one teacher epoch of S seeds."""
     epoch, _ = transfer.make_train_teacher(cfg)
     keys = jax.random.split(jax.random.key(1), S)
-    states = jax.vmap(partial(transfer.init_state, cfg))(keys)
+    states = jax.vmap(lambda k: transfer.init_state(cfg, key=k))(keys)
     vmapped = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, None)))
     t_vmap = best_time(vmapped, states, keys, 0, x, y, repeats=2)
     single = jax.jit(epoch)
@@ -101,7 +101,7 @@ def student_epoch_rate(cfg, S: int) -> tuple[float, float]:
     """(seconds of one epoch of S models' four students, seconds to draw their noise)."""
     epoch, _ = transfer.make_distill(cfg)
     keys = jax.random.split(jax.random.key(2), S)
-    noise = jax.jit(jax.vmap(partial(transfer.make_noise, cfg)))
+    noise = jax.jit(jax.vmap(lambda k: transfer.make_noise(cfg, key=k)))
     t_noise = best_time(noise, keys, repeats=2)
     u = noise(keys)
     y = jax.random.normal(keys[0], (S, u.shape[1], cfg.sizes[-1]), jnp.float32)

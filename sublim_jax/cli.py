@@ -1,7 +1,8 @@
-"""`sublim-jax theorem | mnist`: flags → dataclasses.replace → run → save → draw.
+"""The ``sublim-jax`` command line: each experiment from one command, figures redrawn from files.
 
-Every config field is a flag (``--eps-min 1e-9``); ``--preset`` picks the starting config.
-Bad input ends with one line on stderr and exit status 2, before anything is written.
+Every config field is a flag (``--eps-min 1e-9``); ``--preset`` picks the starting config and
+``--help`` after it shows that preset's values. Bad input ends with one line on stderr and a
+non-zero exit status, before anything is written.
 """
 
 import argparse
@@ -16,6 +17,19 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import numpy as np
 
 from . import data, results, stats
+
+USAGE = """Subliminal learning, checked numerically and reproduced (Cloud et al., arXiv 2507.14805).
+
+commands:
+  mnist     the auxiliary-logit transfer experiment (the paper's Figure 10): teachers learn
+            MNIST, students imitate them on noise images, same vs different initialisation
+  theorem   the single-gradient-step theorem on the same network: Δθ_S·Δθ_T against εA over
+            a range of ε and many seeds, shared vs different initialisation
+  plot      redraw the figure of a finished run from its results.json (no retraining)
+
+Each run writes config.json, results.json and a PDF + PNG figure into --out.
+`sublim-jax COMMAND --help` lists every flag; `sublim-jax COMMAND --preset paper --help`
+shows the values that preset uses."""
 
 EXIT_USAGE, EXIT_DATA, EXIT_TRAIN = 2, 1, 3
 
@@ -42,13 +56,14 @@ def _scalar_type(hint: Any) -> type:
     return hint
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per dataclass field, default None (= keep the preset's value)."""
-    hints, defaults = get_type_hints(cls), cls()
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, preset: str = "default") -> None:
+    """One flag per dataclass field, default None (= keep the preset's value, shown in help)."""
+    hints, defaults = get_type_hints(cls), getattr(cls, preset)()
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the {preset!r} preset)")
     for field in dataclasses.fields(cls):
         kind = _scalar_type(hints[field.name])
-        help_ = f"{field.metadata.get('help', '')} (default: {getattr(defaults, field.name)})"
+        value = getattr(defaults, field.name)
+        help_ = f"{field.metadata.get('help', '')} ({preset}: {value})"
         if kind is bool:
             group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, help=help_)
         else:
@@ -70,9 +85,9 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
         raise UsageError(str(err)) from err
 
 
-def load_images(data_dir: str | None):
-    """MNIST (or another 28×28 IDX set) as float32 in [−1, 1], flattened to 784 pixels."""
-    ds = data.load_mnist(data_dir, progress=lambda m: print(m, file=sys.stderr))
+def load_images(dataset: str, data_dir: str | None):
+    """The chosen dataset (verified when known) as float32 in [−1, 1], flattened to 784 pixels."""
+    ds = data.load(dataset, data_dir, progress=lambda m: print(m, file=sys.stderr))
     flat = lambda x: data.normalize(x).reshape(x.shape[0], -1)  # noqa: E731
     return ds, flat(ds.x_train), flat(ds.x_test)
 
@@ -87,23 +102,20 @@ def run_theorem(args: argparse.Namespace) -> Path:
     from . import figures, single_step
 
     cfg = config_from_args(single_step.TheoremConfig, args)
-    ds, x_train, _ = load_images(args.data_dir)
+    ds, x_train, _ = load_images(args.dataset, args.data_dir)
     out = Path(args.out)
-    results.write_json(out / "config.json", {"config": cfg, "data": _data_info(ds)})
+    results.write_json(out / "config.json", {"config": cfg, "data": ds.identity()})
     start = time.perf_counter()
     with _progress(cfg.seeds, "theorem (both inits)") as bar:
         res = single_step.run(cfg, x_train, ds.y_train, on_chunk=bar.update)
     res["seeds"] = cfg.seeds
+    res["data"] = ds.identity()
     res["wall_seconds"] = time.perf_counter() - start
     res["versions"] = results.versions()
     results.write_json(out / "results.json", res)
     figures.theorem_figure(res, out)
     _report_theorem(res, out)
     return out
-
-
-def _data_info(ds: data.Dataset) -> dict:
-    return {"name": ds.name, "source": ds.source, "sha256": dict(ds.sha256)}
 
 
 def _report_theorem(res: dict, out: Path) -> None:
@@ -129,8 +141,8 @@ def run_mnist(args: argparse.Namespace) -> Path:
     cfg = config_from_args(transfer.TransferConfig, args)
     out = Path(args.out)
     _check_resume(out, cfg, args.resume)
-    ds, x_train, x_test = load_images(args.data_dir)
-    doc = {"config": cfg, "data": _data_info(ds)}
+    ds, x_train, x_test = load_images(args.dataset, args.data_dir)
+    doc = {"config": cfg, "data": ds.identity()}
     results.write_json(out / "config.json", doc)
     store = results.ChunkStore(out / "chunks", results.fingerprint(doc), read=args.resume)
     start = time.perf_counter()
@@ -138,7 +150,8 @@ def run_mnist(args: argparse.Namespace) -> Path:
     raw = transfer_run.run(cfg, x_train, ds.y_train, x_test, ds.y_test, store=store, progress=bar)
     res = {
         "conditions": {k: {"accuracy": v, **stats.summary(v)} for k, v in raw["accuracy"].items()},
-        "paper": transfer.PAPER_ACCURACY,
+        **({"paper": transfer.PAPER_ACCURACY} if ds.name == "mnist" else {}),
+        "data": ds.identity(),
         "seeds": cfg.seeds,
         "partner": raw["partner"],
         "devices": raw["devices"],
@@ -179,18 +192,47 @@ def _loss_rows(loss_per_epoch: dict) -> list[dict]:
     ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def run_plot(args: argparse.Namespace) -> Path:
+    """Redraw a finished run's figure (and print its table) from ``DIR/results.json``."""
+    from . import figures
+
+    out = Path(args.dir)
+    path = out / "results.json"
+    if not path.is_file():
+        raise UsageError(f"{path} not found: pass the --out folder of a finished run")
+    try:
+        res = results.read_json(path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path} is not a readable results file ({err})") from err
+    if "conditions" in res:
+        paths = figures.transfer_figure(res, out)
+        print(figures.transfer_table(res))
+    elif "alignment_shared" in res:
+        paths = figures.theorem_figure(res, out)
+    else:
+        raise UsageError(f"{path} holds neither `mnist` nor `theorem` results")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return out
+
+
+def build_parser(preset: str = "default") -> argparse.ArgumentParser:
+    """The parser; ``preset`` is the preset whose values the help texts show."""
     from . import single_step, transfer
 
-    parser = _Parser(prog="sublim-jax", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="sublim-jax",
+        description=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     theorem = sub.add_parser(
         "theorem",
         help="the single-gradient-step theorem on the paper's MNIST network",
         description="Sweep ε and study ≥ 100 seeds: Δθ_S·Δθ_T vs εA, shared vs different init.",
     )
-    _common_flags(theorem, ("smoke", "default"), "runs/theorem")
-    add_config_flags(theorem, single_step.TheoremConfig)
+    presets = ("smoke", "default")
+    _common_flags(theorem, presets, "runs/theorem")
+    add_config_flags(theorem, single_step.TheoremConfig, preset if preset in presets else "default")
     theorem.set_defaults(run=run_theorem, parser=theorem)
     mnist = sub.add_parser(
         "mnist",
@@ -198,28 +240,58 @@ def build_parser() -> argparse.ArgumentParser:
         description="Teachers on MNIST, students on noise via aux-only or all logits, same or "
         "different init; test accuracy of all six conditions over many seeds.",
     )
-    _common_flags(mnist, ("smoke", "default", "paper"), "runs/mnist")
+    presets = ("smoke", "default", "paper")
+    _common_flags(mnist, presets, "runs/mnist")
     mnist.add_argument(
         "--resume", action="store_true", help="reuse finished chunks (e.g. teachers) from --out"
     )
-    add_config_flags(mnist, transfer.TransferConfig)
+    add_config_flags(mnist, transfer.TransferConfig, preset if preset in presets else "default")
     mnist.set_defaults(run=run_mnist, parser=mnist)
+    plot = sub.add_parser(
+        "plot",
+        help="redraw a run's figure from its saved results.json",
+        description="Redraw the PDF and PNG figure of a finished `mnist` or `theorem` run from "
+        "DIR/results.json, without rerunning anything (e.g. after restyling).",
+    )
+    plot.add_argument("dir", metavar="DIR", help="the --out folder of a finished run")
+    plot.set_defaults(run=run_plot, parser=plot)
     return parser
 
 
 def _common_flags(p: argparse.ArgumentParser, presets: Sequence[str], out: str) -> None:
-    p.add_argument("--preset", choices=presets, default="default", help="starting config")
+    p.add_argument(
+        "--preset",
+        choices=presets,
+        default="default",
+        help="starting config; put it before --help to see its values",
+    )
     p.add_argument("--out", default=out, metavar="DIR", help=f"output folder (default: {out})")
+    p.add_argument(
+        "--dataset",
+        choices=data.DATASETS,
+        default="mnist",
+        help="mnist and fashion-mnist are verified by the sha256 of each file; idx is any "
+        "28x28 10-class IDX set from --data-dir, checked for structure only (default: mnist)",
+    )
     p.add_argument(
         "--data-dir",
         metavar="DIR",
-        help=f"folder with the four IDX files (default: ${data.ENV_VAR}, else "
-        f"{data.default_cache_dir()}, downloaded there when missing)",
+        help=f"folder with the four IDX files, or with a subfolder named after the dataset "
+        f"(default: ${data.ENV_VAR}, else ~/.cache/sublim_jax/DATASET, downloaded there when "
+        "missing)",
     )
 
 
+def _preset_in(argv: Sequence[str]) -> str:
+    """The ``--preset`` value among ``argv`` (for help texts), else ``default``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="default")
+    return pre.parse_known_args(argv)[0].preset
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_preset_in(argv))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")

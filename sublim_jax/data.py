@@ -1,21 +1,22 @@
-"""MNIST and other 28×28 10-class IDX datasets: find, download, verify, parse (numpy only).
+"""MNIST, Fashion-MNIST and other 28×28 10-class IDX datasets: find, download, verify, parse.
 
 Dimensions: N examples, H = W = 28 pixels.
 
-Folder: the ``data_dir`` argument, else ``$SUBLIM_DATA``, else the user cache
-(``$XDG_CACHE_HOME/sublim_jax/mnist`` or ``~/.cache/sublim_jax/mnist``); see `resolve_data_dir`.
-Each of the four files may be gzipped (``.gz``) or plain; the plain one wins when both exist.
+Dataset identity is explicit: ``load(name, data_dir)`` with ``name`` in `DATASETS`.
+- Known datasets (``"mnist"``, ``"fashion-mnist"``; `KNOWN`) are verified, always, by the sha256
+  of each file's *uncompressed* bytes, wherever the files come from (argument, ``$SUBLIM_DATA``,
+  cache, download). A mismatch raises `ChecksumError` naming the file, both digests and the fix.
+- ``"idx"`` is any 28×28 10-class IDX set, checked for structure only (magic, shape, counts,
+  label range); it is read from ``data_dir`` or ``$SUBLIM_DATA`` and never downloaded.
 
-Checksums: the sha256 of every file's *uncompressed* bytes is compared with canonical MNIST's.
-All four match → ``Dataset.name == "mnist"``. Otherwise the files are loaded as another 28×28
-10-class IDX dataset (``name == "idx"``, e.g. Fashion-MNIST) after structural checks, unless
-verification is on, in which case a mismatch raises `ChecksumError`. Verification is on for
-``verify=True`` and, by default (``verify=None``), for the cache folder and whenever the call
-downloads: MNIST that came from the internet is always checked.
+Folder: ``data_dir``, else ``$SUBLIM_DATA``, else the user cache
+(``$XDG_CACHE_HOME/sublim_jax/NAME`` or ``~/.cache/sublim_jax/NAME``); a folder without the
+files but with a subfolder named after the dataset (e.g. ``data/fashion-mnist``) is read from that
+subfolder. Each file may be gzipped (``.gz``) or plain; the plain one wins when both exist.
 
-Downloads fill only missing files, by default only in the cache folder (``download=True`` allows
-any folder, ``download=False`` never). Each mirror in `MIRRORS` is tried in turn; a file is written
-to a temporary name and renamed into place only after its checksum matches.
+Downloads fill only missing files of a known dataset, by default only in the cache folder
+(``download=True`` allows any folder, ``download=False`` never). Each mirror is tried in turn;
+a file is written to a temporary name and renamed into place only after its checksum matches.
 """
 
 import dataclasses
@@ -24,8 +25,6 @@ import hashlib
 import http.client
 import math
 import os
-import shutil
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Mapping
@@ -34,22 +33,71 @@ from typing import BinaryIO
 
 import numpy as np
 
+from . import results
+
 FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-MNIST_SHA256 = {  # sha256 of the uncompressed files (shared/data/README.md)
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+
+
+@dataclasses.dataclass(frozen=True)
+class Known:
+    """A dataset whose four files are pinned by the sha256 of their uncompressed bytes."""
+
+    title: str
+    sha256: Mapping[str, str]
+    mirrors: tuple[str, ...]
+
+
+KNOWN = {
+    "mnist": Known(
+        "MNIST",
+        {
+            "train-images-idx3-ubyte": (
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
+            ),
+            "train-labels-idx1-ubyte": (
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"
+            ),
+            "t10k-images-idx3-ubyte": (
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"
+            ),
+            "t10k-labels-idx1-ubyte": (
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
+            ),
+        },
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+    ),
+    "fashion-mnist": Known(
+        "Fashion-MNIST",
+        {
+            "train-images-idx3-ubyte": (
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+            ),
+            "train-labels-idx1-ubyte": (
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+            ),
+            "t10k-images-idx3-ubyte": (
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+            ),
+            "t10k-labels-idx1-ubyte": (
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+            ),
+        },
+        (
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ),
+    ),
 }
-MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
+DATASETS = (*KNOWN, "idx")
+MNIST_SHA256 = KNOWN["mnist"].sha256
 ENV_VAR = "SUBLIM_DATA"
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 HW = 28
@@ -67,35 +115,49 @@ class DataError(Exception):
 
 
 class ChecksumError(DataError):
-    """A file's uncompressed sha256 differs from canonical MNIST's."""
+    """A file's uncompressed sha256 differs from the one pinned for its dataset."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images ``x_NxHxW`` (uint8, 0..255) and labels ``y_N`` (int32, 0..9) of both splits."""
+    """Images ``x_NxHxW`` (uint8, 0..255) and labels ``y_N`` (int32, 0..9) of both splits.
+
+    ``name`` and ``sha256`` identify the data in results; ``folder`` is only for messages (a
+    machine path, never written into results).
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    name: str  # "mnist" if all four checksums match canonical MNIST, else "idx"
-    source: str  # the folder the files were read from
+    name: str  # one of DATASETS
     sha256: Mapping[str, str]  # file name (without .gz) -> sha256 of its uncompressed bytes
+    folder: Path
+
+    def identity(self) -> dict:
+        """What results record about the data: its name and the four digests, never a path."""
+        return {"name": self.name, "sha256": dict(self.sha256)}
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/sublim_jax/mnist``, or ``~/.cache/sublim_jax/mnist``."""
+def default_cache_dir(name: str = "mnist") -> Path:
+    """``$XDG_CACHE_HOME/sublim_jax/NAME``, or ``~/.cache/sublim_jax/NAME``."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return (root / "sublim_jax" / "mnist").resolve()
+    return (root / "sublim_jax" / name).resolve()
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The folder to read: ``data_dir`` if given, else ``$SUBLIM_DATA``, else the cache."""
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, name: str = "mnist") -> Path:
+    """The folder to read: ``data_dir`` if given, else ``$SUBLIM_DATA``, else NAME's cache."""
     if data_dir is not None:
-        return Path(data_dir).expanduser().resolve()
-    env = os.environ.get(ENV_VAR, "")
-    return Path(env).expanduser().resolve() if env else default_cache_dir()
+        folder = Path(data_dir).expanduser().resolve()
+    elif os.environ.get(ENV_VAR, ""):
+        folder = Path(os.environ[ENV_VAR]).expanduser().resolve()
+    else:
+        return default_cache_dir(name)
+    sub = folder / name
+    if _find(folder, FILES[0]) is None and sub.is_dir():
+        return sub
+    return folder
 
 
 def normalize(x_uint8: np.ndarray) -> np.ndarray:
@@ -105,30 +167,37 @@ def normalize(x_uint8: np.ndarray) -> np.ndarray:
     return x_uint8.astype(np.float32) / np.float32(255) * np.float32(2) - np.float32(1)
 
 
-def load_mnist(
+def load(
+    name: str = "mnist",
     data_dir: str | os.PathLike | None = None,
     *,
     download: bool | None = None,
-    verify: bool | None = None,
     progress: Progress | None = None,
 ) -> Dataset:
-    """Load the four IDX files from `resolve_data_dir` (see the module docstring for the rules).
+    """Load dataset ``name`` (see the module docstring for folders, checks and downloads).
 
-    ``download``: None downloads missing files only into the cache folder; True into any folder;
-    False never. ``verify``: True requires canonical MNIST checksums; False never checks them
-    against MNIST (the name still reports a match); None verifies for the cache folder and
-    after a download. ``progress`` receives one-line status messages.
+    ``download``: None downloads missing files of a known dataset only into its cache folder;
+    True into any folder; False never. ``progress`` receives one-line status messages.
     """
-    folder = resolve_data_dir(data_dir)
-    in_cache = folder == default_cache_dir()
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "idx" and data_dir is None and not os.environ.get(ENV_VAR):
+        raise DataError(
+            f"--dataset idx reads a folder of your own: pass --data-dir DIR (or set ${ENV_VAR})"
+        )
+    folder = resolve_data_dir(data_dir, name)
     missing = [stem for stem in FILES if _find(folder, stem) is None]
-    fetch = in_cache if download is None else download
+    fetch = name in KNOWN and (folder == default_cache_dir(name) if download is None else download)
     if missing and not fetch:
-        raise DataError(_missing_message(folder, missing, download is False))
+        raise DataError(_missing_message(name, folder, missing, download is False))
     for stem in missing:
-        _download(stem, folder, progress)
-    check = (in_cache or bool(missing)) if verify is None else verify
-    return _load_folder(folder, check)
+        _download(name, stem, folder, progress)
+    return _load_folder(name, folder)
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None, **kwargs) -> Dataset:
+    """``load("mnist", data_dir, ...)``: canonical MNIST, verified."""
+    return load("mnist", data_dir, **kwargs)
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -138,37 +207,40 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _missing_message(folder: Path, missing: list[str], download_off: bool) -> str:
+def _missing_message(name: str, folder: Path, missing: list[str], download_off: bool) -> str:
     looked = "; ".join(f"{folder / stem} or {folder / stem}.gz" for stem in missing)
     why = " (downloading is off)" if download_off else ""
-    return (
-        f"MNIST files not found{why}: looked for {looked}. Point --data-dir or ${ENV_VAR} at a "
-        "folder holding the four IDX files (gzipped or not), or leave both unset to download "
-        f"MNIST (when online) into the cache folder {default_cache_dir()}."
-    )
+    fix = f"Point --data-dir or ${ENV_VAR} at a folder holding the four IDX files (gzipped or not)"
+    if name in KNOWN:
+        fix += (
+            f", or leave both unset to download {KNOWN[name].title} (when online) into the "
+            f"cache folder {default_cache_dir(name)}"
+        )
+    return f"{name} files not found{why}: looked for {looked}. {fix}."
 
 
-def _load_folder(folder: Path, verify: bool) -> Dataset:
+def _load_folder(name: str, folder: Path) -> Dataset:
     paths = {stem: _find(folder, stem) or folder / stem for stem in FILES}
     arrays, digests = {}, {}
     for stem, path in paths.items():
         raw = _read(path)
-        arrays[stem] = _parse_idx(raw, path, labels="labels" in stem)
         digests[stem] = hashlib.sha256(raw).hexdigest()
-        if verify and digests[stem] != MNIST_SHA256[stem]:
-            raise ChecksumError(_checksum_message(path, MNIST_SHA256[stem], digests[stem]))
+        if name in KNOWN and digests[stem] != KNOWN[name].sha256[stem]:
+            raise ChecksumError(_checksum_message(name, path, digests[stem]))
+        arrays[stem] = _parse_idx(raw, path, labels="labels" in stem)
     x_train, y_train, x_test, y_test = (arrays[stem] for stem in FILES)
     _check_counts(x_train, y_train, *(paths[stem] for stem in FILES[:2]))
     _check_counts(x_test, y_test, *(paths[stem] for stem in FILES[2:]))
-    name = "mnist" if digests == MNIST_SHA256 else "idx"
-    return Dataset(x_train, y_train, x_test, y_test, name, str(folder), digests)
+    return Dataset(x_train, y_train, x_test, y_test, name, digests, folder)
 
 
-def _checksum_message(path: Path, expected: str, actual: str) -> str:
+def _checksum_message(name: str, path: Path, actual: str) -> str:
+    known = KNOWN[name]
+    expected = known.sha256[path.name.removesuffix(".gz")]
     return (
-        f"{path}: sha256 of the uncompressed bytes is {actual}, expected {expected} (canonical "
-        f"MNIST). If this should be MNIST, {_FIX}; to load another 28x28 10-class IDX dataset "
-        "from a folder of your own, pass --data-dir without verification (verify=False)."
+        f"{path}: sha256 of the uncompressed bytes is {actual}, expected {expected} "
+        f"({known.title}). The file is damaged or is not {known.title}: {_FIX}; to run on "
+        "another 28x28 10-class IDX dataset, pass --dataset idx."
     )
 
 
@@ -224,15 +296,14 @@ def _open_url(url: str) -> BinaryIO:
     return urllib.request.urlopen(url, timeout=TIMEOUT_S)
 
 
-def _download(stem: str, folder: Path, progress: Progress | None) -> None:
+def _download(name: str, stem: str, folder: Path, progress: Progress | None) -> None:
     """Fetch ``stem.gz`` into ``folder`` from the first mirror that serves verified bytes."""
-    folder.mkdir(parents=True, exist_ok=True)
     failures = []
-    for mirror in MIRRORS:
+    for mirror in KNOWN[name].mirrors:
         url = f"{mirror}{stem}.gz"
         _say(progress, f"downloading {url}")
         try:
-            _fetch_verified(url, folder / f"{stem}.gz", MNIST_SHA256[stem])
+            _fetch_verified(url, folder / f"{stem}.gz", KNOWN[name].sha256[stem])
         except (*_NET_ERRORS, DataError) as err:
             failures.append(f"{url}: {err}")
             _say(progress, f"failed: {err}")
@@ -241,23 +312,22 @@ def _download(stem: str, folder: Path, progress: Progress | None) -> None:
         return
     raise DataError(
         f"could not download {stem}.gz into {folder}: " + "; ".join(failures) + ". If offline, "
-        f"copy the four MNIST files there or point --data-dir or ${ENV_VAR} at them."
+        f"copy the four {KNOWN[name].title} files there or point --data-dir or ${ENV_VAR} at them."
     )
 
 
 def _fetch_verified(url: str, dest: Path, sha256: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, _open_url(url) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
-        with gzip.open(tmp, "rb") as unzipped:
-            actual = hashlib.file_digest(unzipped, "sha256").hexdigest()
+    """Download into a temporary file beside ``dest``; renamed into place only if verified."""
+    with results.atomic_file(dest, "w+b") as out, _open_url(url) as response:
+        digest, unzip = hashlib.sha256(), zlib.decompressobj(wbits=31)
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            digest.update(unzip.decompress(chunk))
+        if not unzip.eof:
+            raise DataError("truncated gzip")
+        actual = digest.hexdigest()
         if actual != sha256:
             raise ChecksumError(f"served bytes with sha256 {actual}, expected {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _say(progress: Progress | None, message: str) -> None:

@@ -1,38 +1,42 @@
-"""The only module that imports matplotlib (lazily): figures drawn from saved results files."""
+"""The only module that imports matplotlib (lazily): figures drawn from saved results files.
+
+Figures are plain ``matplotlib.figure.Figure`` objects, so drawing never selects or switches the
+process's matplotlib backend; files are written atomically through `sublim_jax.results.atomic_file`.
+"""
 
 from pathlib import Path
 
 import numpy as np
 
+from .results import atomic_file
 
-def _pyplot():
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _figure(**kwargs):
+    """A matplotlib ``Figure`` not registered with pyplot: no backend is chosen or switched for
+    the process, and nothing needs closing."""
+    from matplotlib.figure import Figure
 
-    return plt
+    return Figure(**kwargs)
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = [out_dir / f"{stem}.pdf", out_dir / f"{stem}.png"]
     for path in paths:
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        tmp.replace(path)
+        with atomic_file(path, "wb") as fh:
+            fig.savefig(fh, format=path.suffix[1:], dpi=150, bbox_inches="tight")
     return paths
 
 
 def theorem_figure(results: dict, out_dir: str | Path, stem: str = "theorem") -> list[Path]:
     """Three panels: alignment against ε with the εA line; cosines; fraction of L_T decreases."""
-    plt = _pyplot()
     eps = np.asarray(results["eps"])
     shared, first = (
         np.asarray(results["alignment_shared"]),
         np.asarray(results["first_order_shared"]),
     )
     different = np.asarray(results["alignment_different"])
-    fig, (ax_eps, ax_cos, ax_frac) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = _figure(figsize=(15, 4.2))
+    ax_eps, ax_cos, ax_frac = fig.subplots(1, 3)
 
     ax_eps.loglog(eps, first, "k-", lw=1, label="εA (first order)")
     ax_eps.loglog(eps, np.abs(shared), "o", color="C0", label="shared init Δθ_S·Δθ_T")
@@ -60,9 +64,7 @@ def theorem_figure(results: dict, out_dir: str | Path, stem: str = "theorem") ->
         ax_frac.text(i, v + 0.02, f"{v:.2f}", ha="center")
     ax_frac.set(ylim=(0, 1.1), ylabel="fraction of students", title="L_T(θ⁰_S + αΔθ_S) < L_T(θ⁰_S)")
     fig.tight_layout()
-    paths = _save(fig, Path(out_dir), stem)
-    plt.close(fig)
-    return paths
+    return _save(fig, Path(out_dir), stem)
 
 
 TRANSFER_LABELS = {
@@ -76,41 +78,53 @@ TRANSFER_LABELS = {
 
 
 def transfer_figure(results: dict, out_dir: str | Path, stem: str = "transfer") -> list[Path]:
-    """Figure 10 of the paper: test accuracy per condition, mean ± 95% CI, paper values beside."""
-    plt = _pyplot()
+    """Figure 10 of the paper: test accuracy per condition, mean ± 95% CI; the paper's values
+    beside them only when ``results`` holds them (MNIST runs)."""
     conds = list(results["conditions"])
     means = np.array([results["conditions"][c]["mean"] for c in conds])
     ci = np.array([results["conditions"][c]["ci95"] for c in conds])
-    paper = results.get("paper", {})
+    paper = results.get("paper") or {}
     x = np.arange(len(conds))
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    width, shift = (0.36, 0.18) if paper else (0.6, 0.0)
+    fig = _figure(figsize=(9, 4.2))
+    ax = fig.subplots()
     err = np.abs(ci.T - means)
-    ax.bar(x - 0.18, means, 0.36, yerr=err, capsize=4, color="C0", label="sublim_jax")
+    ax.bar(x - shift, means, width, yerr=err, capsize=4, color="C0", label="sublim_jax")
     for i in range(len(conds)):
-        ax.text(x[i] - 0.18, ci[i, 1] + 0.015, f"{means[i]:.2f}", ha="center", fontsize=8)
-    known = [i for i, c in enumerate(conds) if c in paper]
-    vals = [paper[conds[i]] for i in known]
-    ax.bar(x[known] + 0.18, vals, 0.36, color="0.75", label="paper (Fig. 10, read off)")
+        ax.text(x[i] - shift, ci[i, 1] + 0.015, f"{means[i]:.2f}", ha="center", fontsize=8)
+    if paper:
+        known = [i for i, c in enumerate(conds) if c in paper]
+        vals = [paper[conds[i]] for i in known]
+        ax.bar(x[known] + shift, vals, width, color="0.75", label="paper (Fig. 10, read off)")
     ax.axhline(0.1, color="k", lw=0.6, ls=":", label="chance")
     ax.set_xticks(x, [TRANSFER_LABELS.get(c, c) for c in conds], fontsize=8)
-    ax.set(ylim=(0, 1.05), ylabel="MNIST test accuracy")
-    ax.set_title(f"Auxiliary-logit transfer, {results['seeds']} seeds (95% CI)")
+    title = _DATASET_TITLES.get(_dataset(results), _dataset(results))
+    ax.set(ylim=(0, 1.05), ylabel=f"{title} test accuracy")
+    ax.set_title(f"Auxiliary-logit transfer on {title}, {results['seeds']} seeds (95% CI)")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    paths = _save(fig, Path(out_dir), stem)
-    plt.close(fig)
-    return paths
+    return _save(fig, Path(out_dir), stem)
+
+
+_DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX dataset"}
+
+
+def _dataset(results: dict) -> str:
+    return results.get("data", {}).get("name", "mnist")
 
 
 def transfer_table(results: dict) -> str:
-    """A Markdown table from a transfer results.json: paper value, ours, 95% CI, seeds."""
-    paper = results.get("paper", {})
+    """A Markdown table from a transfer results.json: ours, 95% CI, seeds; the paper's value
+    first when ``results`` holds it (MNIST runs only)."""
+    paper = results.get("paper") or {}
+    head = ["condition", *(["paper"] if paper else []), "ours (mean)", "95% CI", "seeds"]
     rows = [
-        "| condition | paper | ours (mean) | 95% CI | seeds |",
-        "| --- | ---: | ---: | --- | ---: |",
+        "| " + " | ".join(head) + " |",
+        "| --- |" + (" ---: |" if paper else "") + " ---: | --- | ---: |",
     ]
     for cond, r in results["conditions"].items():
-        ref = f"~{paper[cond]:.2f}" if cond in paper else "—"
+        ref = [f"~{paper[cond]:.2f}" if cond in paper else "—"] if paper else []
         lo, hi = r["ci95"]
-        rows.append(f"| {cond} | {ref} | {r['mean']:.3f} | [{lo:.3f}, {hi:.3f}] | {r['n']} |")
+        cells = [cond, *ref, f"{r['mean']:.3f}", f"[{lo:.3f}, {hi:.3f}]", str(r["n"])]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

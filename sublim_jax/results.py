@@ -34,7 +34,7 @@ def jsonable(obj: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _atomic(path: str | os.PathLike, mode: str):
+def atomic_file(path: str | os.PathLike, mode: str):
     """A file handle on a temporary file in the same folder; fsync and rename on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,14 +52,14 @@ def _atomic(path: str | os.PathLike, mode: str):
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a file atomically: a temporary file in the same folder, fsync, then a rename."""
-    with _atomic(path, "w") as fh:
+    with atomic_file(path, "w") as fh:
         fh.write(text)
     return Path(path)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write bytes atomically (checkpoints, cached downloads)."""
-    with _atomic(path, "wb") as fh:
+    with atomic_file(path, "wb") as fh:
         fh.write(data)
     return Path(path)
 
@@ -101,7 +101,7 @@ def versions() -> dict:
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     """Arrays as an uncompressed ``.npz``, atomically."""
-    with _atomic(path, "wb") as fh:
+    with atomic_file(path, "wb") as fh:
         np.savez(fh, **arrays)
     return Path(path)
 

@@ -133,7 +133,7 @@ def keys(cfg: TheoremConfig):
     root = jax.random.key(cfg.seed)
     init_root, noise_root, data_key, perm_key = jax.random.split(root, 4)
     init_S = jax.random.split(init_root, cfg.seeds)
-    partner = stats.derangement(perm_key, cfg.seeds)
+    partner = stats.derangement(cfg.seeds, key=perm_key)
     return init_S, init_S[partner], jax.random.split(noise_root, cfg.seeds), data_key, partner
 
 

@@ -22,7 +22,7 @@ def summary(values) -> dict:
     return {"mean": m, "ci95": [lo, hi], "n": int(np.asarray(values).size)}
 
 
-def derangement(key: jax.Array, n: int) -> np.ndarray:
+def derangement(n: int, *, key: jax.Array) -> np.ndarray:
     """A uniformly random permutation of range(n) with no fixed points (rejection sampling).
 
     Different-init students are paired with the teachers σ(i) ≠ i, so no pair is accidentally

@@ -136,15 +136,16 @@ def train_step(
     return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
 
 
-def init_state(cfg: TransferConfig, init_key: jax.Array) -> TrainState:
-    params = mlp.init(key=init_key, sizes=cfg.sizes, dtype=F32)
+def init_state(cfg: TransferConfig, *, key: jax.Array) -> TrainState:
+    """Fresh parameters (the paper's init) and Adam state; ``key`` decides the init."""
+    params = mlp.init(key=key, sizes=cfg.sizes, dtype=F32)
     return TrainState(params, optax.adam(cfg.lr).init(params))
 
 
-def epoch_batches(cfg: TransferConfig, data_key: jax.Array, epoch, n: int):
+def epoch_batches(cfg: TransferConfig, epoch, n: int, *, key: jax.Array):
     """Indices ``idx_TxB`` and weights ``w_TxB`` of one reshuffled epoch, last batch padded."""
     T = math.ceil(n / cfg.batch_size)
-    perm_N = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+    perm_N = jax.random.permutation(jax.random.fold_in(key, epoch), n)
     pad = T * cfg.batch_size - n
     idx = jnp.concatenate([perm_N, jnp.zeros((pad,), perm_N.dtype)])
     w = jnp.concatenate([jnp.ones((n,), F32), jnp.zeros((pad,), F32)])
@@ -156,7 +157,7 @@ def decode_noise(u_BxD: jax.Array) -> jax.Array:
     return (u_BxD.astype(F32) + F32(0.5)) * F32(2.0**-15) - F32(1.0)
 
 
-def make_noise(cfg: TransferConfig, noise_key: jax.Array) -> jax.Array:
+def make_noise(cfg: TransferConfig, *, key: jax.Array) -> jax.Array:
     """The model's fixed noise images as uint16 draws ``u_NxD`` (decode with `decode_noise`).
 
     Drawn in blocks of ``NOISE_BLOCK`` rows from ``fold_in(noise_key, block)``, which bounds the
@@ -166,7 +167,7 @@ def make_noise(cfg: TransferConfig, noise_key: jax.Array) -> jax.Array:
     n_blocks = math.ceil(cfg.n_noise / NOISE_BLOCK)
 
     def block(b, u_NxD):
-        u_BxD = jax.random.bits(jax.random.fold_in(noise_key, b), (NOISE_BLOCK, 784), jnp.uint16)
+        u_BxD = jax.random.bits(jax.random.fold_in(key, b), (NOISE_BLOCK, 784), jnp.uint16)
         return jax.lax.dynamic_update_slice_in_dim(u_NxD, u_BxD, b * NOISE_BLOCK, axis=0)
 
     # an in-place loop, not lax.map: under vmap, map's stacked output needs a transposing copy
@@ -183,7 +184,7 @@ def make_train_teacher(cfg: TransferConfig):
     tx = optax.adam(cfg.lr)
 
     def epoch(state, data_key, e, x_NxD, y_N):
-        idx_TxB, w_TxB = epoch_batches(cfg, data_key, e, x_NxD.shape[0])
+        idx_TxB, w_TxB = epoch_batches(cfg, e, x_NxD.shape[0], key=data_key)
 
         def step(state, iw):
             idx_B, w_B = iw
@@ -195,7 +196,7 @@ def make_train_teacher(cfg: TransferConfig):
         def one(state, e):
             return epoch(state, data_key, e, x_NxD, y_N)
 
-        return jax.lax.scan(one, init_state(cfg, init_key), jnp.arange(cfg.epochs_teacher))
+        return jax.lax.scan(one, init_state(cfg, key=init_key), jnp.arange(cfg.epochs_teacher))
 
     return epoch, train
 
@@ -215,9 +216,9 @@ def logit_subsets(cfg: TransferConfig) -> tuple[tuple[int, ...], ...]:
     return aux, every, aux, every
 
 
-def init_students(cfg: TransferConfig, same_key: jax.Array, diff_key: jax.Array):
+def init_students(cfg: TransferConfig, *, same_key: jax.Array, diff_key: jax.Array):
     """Four student states in ``STUDENTS`` order: two from the teacher's init, two from σ(i)'s."""
-    return tuple(init_state(cfg, k) for k in (same_key, same_key, diff_key, diff_key))
+    return tuple(init_state(cfg, key=k) for k in (same_key, same_key, diff_key, diff_key))
 
 
 def make_distill(cfg: TransferConfig):
@@ -239,7 +240,7 @@ def make_distill(cfg: TransferConfig):
         return tuple(o[0] for o in out), jnp.stack([o[1] for o in out])
 
     def epoch(states, data_key, e, u_NxD, y_NxC):
-        idx_TxB, w_TxB = epoch_batches(cfg, data_key, e, cfg.n_noise)
+        idx_TxB, w_TxB = epoch_batches(cfg, e, cfg.n_noise, key=data_key)
 
         def body(states, iw):
             idx_B, w_B = iw
@@ -251,7 +252,7 @@ def make_distill(cfg: TransferConfig):
         def run_epoch(states, e):
             return epoch(states, data_key, e, u_NxD, y_NxC)
 
-        states0 = init_students(cfg, same_key, diff_key)
+        states0 = init_students(cfg, same_key=same_key, diff_key=diff_key)
         return jax.lax.scan(run_epoch, states0, jnp.arange(cfg.epochs_student))
 
     return epoch, train

@@ -76,7 +76,7 @@ def seed_keys(cfg: TransferConfig, n: int) -> dict:
     fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
     keys = {name: fold(r, jnp.arange(n)) for name, r in zip(names, roots, strict=True)}
     partner = np.arange(n)
-    partner[: cfg.seeds] = stats.derangement(perm_key, cfg.seeds)
+    partner[: cfg.seeds] = stats.derangement(cfg.seeds, key=perm_key)
     keys["partner"] = partner
     return keys
 
@@ -104,12 +104,14 @@ def programs(cfg: TransferConfig) -> dict[str, Callable]:
         "teacher_epoch": jax.jit(
             jax.vmap(teacher_epoch, in_axes=(0, 0, None, None, None)), donate_argnums=0
         ),
-        "teacher_init": jax.jit(jax.vmap(partial(init_state, cfg))),
+        "teacher_init": jax.jit(jax.vmap(lambda key: init_state(cfg, key=key))),
         "student_epoch": jax.jit(
             jax.vmap(student_epoch, in_axes=(0, 0, None, 0, 0)), donate_argnums=0
         ),
-        "student_init": jax.jit(jax.vmap(partial(init_students, cfg))),
-        "noise": jax.jit(jax.vmap(partial(make_noise, cfg))),
+        "student_init": jax.jit(
+            jax.vmap(lambda same, diff: init_students(cfg, same_key=same, diff_key=diff))
+        ),
+        "noise": jax.jit(jax.vmap(lambda key: make_noise(cfg, key=key))),
         "teacher_logits": jax.jit(jax.vmap(partial(teacher_logits, cfg))),
         "accuracy": jax.jit(jax.vmap(accuracy, in_axes=(0, None, None))),
     }
@@ -125,7 +127,7 @@ class _Runner:
         rep = NamedSharding(self.mesh, P())
         self.data = {k: jax.device_put(v, rep) for k, v in data.items()}
         self.jit = programs(dataclasses.replace(cfg, seeds=2, chunk=0, seed=0))
-        self.treedef = jax.tree.structure(init_state(cfg, jax.random.key(0)).params)
+        self.treedef = jax.tree.structure(init_state(cfg, key=jax.random.key(0)).params)
 
     def shard(self, tree):
         return jax.device_put(tree, NamedSharding(self.mesh, P("seeds")))

@@ -39,17 +39,25 @@ def key() -> jax.Array:
     return jax.random.key(0)
 
 
-@pytest.fixture(scope="session")
-def mnist_dir() -> str:
-    """The shared MNIST copy beside the checkout (tests never download)."""
+def _shared_data(name: str) -> str:
+    """A dataset folder in ../shared/data beside the checkout (tests never download)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    path = os.environ.get(
-        "SUBLIM_TEST_DATA", os.path.join(here, "..", "..", "shared", "data", "mnist")
-    )
+    default = os.path.join(here, "..", "..", "shared", "data", name)
+    path = os.environ.get("SUBLIM_TEST_DATA", default) if name == "mnist" else default
     path = os.path.realpath(path)  # the loader reports resolved folders
     if not os.path.isdir(path):
-        message = f"MNIST not found at {path}; set SUBLIM_TEST_DATA"
+        message = f"{name} not found at {path}; set SUBLIM_TEST_DATA"
         if os.environ.get("CI"):  # CI always has ../shared beside the clone: never skip there
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> str:
+    return _shared_data("mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> str:
+    return _shared_data("fashion-mnist")

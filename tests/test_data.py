@@ -1,9 +1,11 @@
-"""Tests for sublim_jax.data: real MNIST, synthetic IDX datasets, every error, downloads, folders.
+"""Tests for sublim_jax.data: real MNIST and Fashion-MNIST, synthetic IDX sets, every error,
+downloads, folders.
 
 Nothing here touches the network or /work/shared: an autouse fixture makes any URL open fail,
 points the cache at tmp_path and clears $SUBLIM_DATA; downloads are served by a fake opener.
 """
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -22,6 +24,7 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 N_TRAIN, N_TEST = 12, 5  # synthetic dataset sizes
 MIRROR_A, MIRROR_B = "https://a.example/mnist/", "https://b.example/mnist/"
+MIRRORS = (MIRROR_A, MIRROR_B)
 
 
 @pytest.fixture(autouse=True)
@@ -30,14 +33,15 @@ def _isolated(monkeypatch, tmp_path):
         raise AssertionError(f"test tried to download {url}")
 
     monkeypatch.setattr(data, "_open_url", no_network)
-    monkeypatch.setattr(data, "MIRRORS", (MIRROR_A, MIRROR_B))
+    for name, known in data.KNOWN.items():
+        monkeypatch.setitem(data.KNOWN, name, dataclasses.replace(known, mirrors=MIRRORS))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv(data.ENV_VAR, raising=False)
 
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
-    return data.load_mnist(mnist_dir, verify=True)
+    return data.load_mnist(mnist_dir)
 
 
 def _idx(magic: int, arr: np.ndarray) -> bytes:
@@ -73,7 +77,7 @@ def _parse(raw: bytes, offset: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def test_real_mnist_shapes_dtypes_and_label_counts(mnist, mnist_dir):
-    assert mnist.name == "mnist" and mnist.source == mnist_dir
+    assert mnist.name == "mnist" and mnist.folder == Path(mnist_dir)
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8
     assert mnist.x_test.shape == (10000, 28, 28) and mnist.x_test.dtype == np.uint8
     assert mnist.y_train.shape == (60000,) and mnist.y_train.dtype == np.int32
@@ -87,8 +91,8 @@ def test_plain_copies_load_identically(mnist, mnist_dir, tmp_path):
     for stem in data.FILES:
         with gzip.open(Path(mnist_dir) / f"{stem}.gz") as src:
             (tmp_path / stem).write_bytes(src.read())
-    plain = data.load_mnist(tmp_path, verify=True)
-    assert plain.name == "mnist" and plain.source == str(tmp_path)
+    plain = data.load_mnist(tmp_path)
+    assert plain.name == "mnist" and plain.folder == tmp_path
     np.testing.assert_array_equal(plain.x_train, mnist.x_train)
     np.testing.assert_array_equal(plain.y_test, mnist.y_test)
 
@@ -108,7 +112,7 @@ def test_normalize_maps_pixels_to_minus_one_one():
 @pytest.mark.parametrize("gz", [True, False])
 def test_synthetic_idx_loads_as_other_dataset(tmp_path, gz):
     files = _synthetic()
-    ds = data.load_mnist(_write(tmp_path / "fashion", files, gz=gz))
+    ds = data.load("idx", _write(tmp_path / "fashion", files, gz=gz))
     assert ds.name == "idx" and ds.x_train.shape == (N_TRAIN, 28, 28)
     assert ds.y_test.shape == (N_TEST,) and ds.y_test.dtype == np.int32
     np.testing.assert_array_equal(
@@ -121,25 +125,59 @@ def test_synthetic_idx_loads_as_other_dataset(tmp_path, gz):
 def test_plain_file_preferred_over_gz(tmp_path):
     folder = _write(tmp_path, _synthetic(), gz=False)
     (folder / "train-images-idx3-ubyte.gz").write_bytes(b"garbage, never read")
-    assert data.load_mnist(folder).x_train.shape == (N_TRAIN, 28, 28)
+    assert data.load("idx", folder).x_train.shape == (N_TRAIN, 28, 28)
 
 
-def test_verify_true_on_other_dataset_names_file_and_both_checksums(tmp_path):
+def test_known_dataset_from_any_folder_names_file_and_both_checksums(tmp_path):
     files = _synthetic()
     folder = _write(tmp_path, files)
     with pytest.raises(data.ChecksumError) as err:
-        data.load_mnist(folder, verify=True)
+        data.load_mnist(folder)
     stem = "train-images-idx3-ubyte"
     actual = hashlib.sha256(files[stem]).hexdigest()
+    msg = str(err.value)
     for part in (str(folder / f"{stem}.gz"), data.MNIST_SHA256[stem], actual, "re-download"):
-        assert part in str(err.value)
+        assert part in msg
+    assert "--dataset idx" in msg and "\n" not in msg
+
+
+def test_one_changed_label_is_a_checksum_error(mnist_dir, tmp_path):
+    for stem in data.FILES:
+        shutil.copy(Path(mnist_dir) / f"{stem}.gz", tmp_path)
+    raw = bytearray(gzip.decompress((tmp_path / f"{data.FILES[1]}.gz").read_bytes()))
+    raw[8 + 1234] = (raw[8 + 1234] + 1) % 10
+    (tmp_path / f"{data.FILES[1]}.gz").write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(data.ChecksumError, match=re.escape(f"{data.FILES[1]}.gz: sha256")):
+        data.load_mnist(tmp_path)
+    ds = data.load("idx", tmp_path)  # the same folder as an unverified IDX set
+    assert ds.name == "idx" and ds.sha256[data.FILES[1]] == hashlib.sha256(raw).hexdigest()
+
+
+def test_fashion_mnist_is_verified_and_not_mnist(fashion_dir, mnist_dir):
+    ds = data.load("fashion-mnist", fashion_dir)
+    assert ds.name == "fashion-mnist" and dict(ds.sha256) == data.KNOWN["fashion-mnist"].sha256
+    assert np.bincount(ds.y_train).tolist() == [6000] * 10
+    assert np.bincount(ds.y_test).tolist() == [1000] * 10
+    with pytest.raises(data.ChecksumError, match="Fashion-MNIST"):
+        data.load("fashion-mnist", mnist_dir)
+    with pytest.raises(data.ChecksumError, match=r"expected .* \(MNIST\)"):
+        data.load("mnist", fashion_dir)
+
+
+def test_parent_folder_resolves_to_the_dataset_subfolder(fashion_dir):
+    parent = Path(fashion_dir).parent
+    assert data.resolve_data_dir(parent, "fashion-mnist") == Path(fashion_dir)
+    assert data.resolve_data_dir(parent / "fashion-mnist", "mnist") == Path(fashion_dir)
 
 
 def test_cache_folder_always_verifies(tmp_path):
     _write(tmp_path / "xdg" / "sublim_jax" / "mnist", _synthetic())
     with pytest.raises(data.ChecksumError, match="train-images-idx3-ubyte"):
         data.load_mnist()
-    assert data.load_mnist(verify=False).name == "idx"
+    with pytest.raises(data.DataError, match="--dataset idx reads a folder of your own"):
+        data.load("idx")
+    with pytest.raises(data.DataError, match="unknown dataset 'cifar'"):
+        data.load("cifar", tmp_path)
 
 
 def test_missing_file_lists_where_it_looked(tmp_path):
@@ -202,7 +240,7 @@ def test_malformed_file_raises_naming_it(tmp_path, case):
     folder = _write(tmp_path, {k: v for k, v in files.items() if k != stem}, gz=False)
     (folder / name).write_bytes(replacement[name])
     with pytest.raises(data.DataError) as err:
-        data.load_mnist(folder)
+        data.load("idx", folder)
     assert str(folder / name) in str(err.value) and phrase in str(err.value)
 
 
@@ -229,7 +267,8 @@ def web(monkeypatch):
     """Synthetic files posing as MNIST (their checksums patched in) and a way to serve them."""
     files = _synthetic()
     sums = {stem: hashlib.sha256(raw).hexdigest() for stem, raw in files.items()}
-    monkeypatch.setattr(data, "MNIST_SHA256", sums)
+    known = dataclasses.replace(data.KNOWN["mnist"], sha256=sums)
+    monkeypatch.setitem(data.KNOWN, "mnist", known)
     good = {f"{stem}.gz": gzip.compress(raw) for stem, raw in files.items()}
 
     def install(a, b):
@@ -250,7 +289,7 @@ def test_download_real_mnist_bytes_into_cache(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_open_url", fake)
     messages = []
     ds = data.load_mnist(progress=messages.append)
-    assert ds.name == "mnist" and ds.source == str(_cache(tmp_path))
+    assert ds.name == "mnist" and ds.folder == _cache(tmp_path)
     assert np.bincount(ds.y_test).tolist() == TEST_COUNTS
     assert fake.opened == [f"{MIRROR_A}{s}.gz" for s in data.FILES]
     assert sorted(os.listdir(_cache(tmp_path))) == sorted(f"{s}.gz" for s in data.FILES)
@@ -317,11 +356,13 @@ def test_resolve_data_dir_order(tmp_path, monkeypatch):
     assert data.default_cache_dir() == tmp_path / "home" / ".cache" / "sublim_jax" / "mnist"
 
 
-def test_env_var_folder_loads_without_mnist_checksums(tmp_path, monkeypatch):
+def test_env_var_folder_is_verified_for_known_and_read_as_idx(tmp_path, monkeypatch):
     folder = _write(tmp_path / "fashion", _synthetic())
     monkeypatch.setenv(data.ENV_VAR, str(folder))
-    ds = data.load_mnist()
-    assert ds.name == "idx" and ds.source == str(folder) and len(ds.x_train) == N_TRAIN
+    with pytest.raises(data.ChecksumError, match=re.escape(str(folder))):
+        data.load_mnist()
+    ds = data.load("idx")
+    assert ds.name == "idx" and ds.folder == folder and len(ds.x_train) == N_TRAIN
     shutil.rmtree(folder)
     with pytest.raises(data.DataError, match=re.escape(str(folder))):
-        data.load_mnist()
+        data.load("idx")

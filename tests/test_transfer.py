@@ -49,7 +49,7 @@ def test_vmap_equals_loop_for_one_seed(fake):
     for a, b in zip(jax.tree.leaves(state_v.params), jax.tree.leaves(state_1.params), strict=True):
         np.testing.assert_allclose(a[0], b, rtol=RTOL, atol=1e-6)
 
-    u = jax.vmap(lambda k: transfer.make_noise(TINY, k))(noise_k)
+    u = jax.vmap(lambda k: transfer.make_noise(TINY, key=k))(noise_k)
     y_lg = jax.vmap(lambda p, u: transfer.teacher_logits(TINY, p, u))(state_v.params, u)
     args = (init_k, init_k[::-1], data_k, u, y_lg)
     _, loss_Sv = jax.jit(jax.vmap(train_S))(*args)
@@ -60,7 +60,7 @@ def test_vmap_equals_loop_for_one_seed(fake):
 
 def test_partial_last_batch_is_a_mean_over_real_examples(fake):
     cfg = dataclasses.replace(TINY, batch_size=256)
-    idx_TxB, w_TxB = transfer.epoch_batches(cfg, jax.random.key(0), 0, 600)
+    idx_TxB, w_TxB = transfer.epoch_batches(cfg, 0, 600, key=jax.random.key(0))
     assert idx_TxB.shape == (3, 256) and float(w_TxB.sum()) == 600
     real = np.asarray(idx_TxB)[np.asarray(w_TxB) > 0]
     assert sorted(real.tolist()) == list(range(600))  # each example once per epoch
@@ -80,9 +80,9 @@ def test_noise_decodes_to_a_symmetric_grid_in_open_interval():
     v = np.asarray(transfer.decode_noise(u))
     assert v.dtype == np.float32 and -1 < v[0] < v[-1] < 1
     np.testing.assert_array_equal(v, -v[::-1])  # symmetric about 0: mean 0 like U(−1, 1)
-    draws = transfer.make_noise(dataclasses.replace(TINY, n_noise=50), jax.random.key(3))
+    draws = transfer.make_noise(dataclasses.replace(TINY, n_noise=50), key=jax.random.key(3))
     assert draws.shape == (transfer.NOISE_BLOCK, 784)  # whole blocks; rows ≥ n_noise unused
-    np.testing.assert_array_equal(draws, transfer.make_noise(TINY, jax.random.key(3)))
+    np.testing.assert_array_equal(draws, transfer.make_noise(TINY, key=jax.random.key(3)))
 
 
 def test_aux_only_student_leaves_class_rows_of_last_layer_at_zero_gradient():
@@ -109,7 +109,7 @@ def test_jitted_step_is_not_recompiled_on_second_call(fake):
         return transfer.train_step(state, batch, transfer.teacher_loss, optax.adam(TINY.lr))
 
     jstep = jax.jit(step)
-    state = transfer.init_state(TINY, jax.random.key(0))
+    state = transfer.init_state(TINY, key=jax.random.key(0))
     batch = Batch(jnp.asarray(fake[0][:32]), jnp.asarray(fake[1][:32]), jnp.ones((32,), F32))
     state, loss0 = jstep(state, batch)
     state, loss1 = jstep(state, batch)
@@ -192,7 +192,7 @@ def test_teacher_learns_mnist_and_reference_is_chance(mnist_images):
 
 @pytest.fixture(scope="module")
 def mnist_images(mnist_dir):
-    ds, x_train, x_test = cli.load_images(mnist_dir)
+    ds, x_train, x_test = cli.load_images("mnist", mnist_dir)
     return x_train, ds.y_train, x_test, ds.y_test
 
 
