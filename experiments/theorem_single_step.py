@@ -12,7 +12,7 @@ Runtime:  about 1 minute on a 2-core CPU (100 seeds, float64).
 Expected: shared init: Δθ_S·Δθ_T on the εA line over ε ∈ [1e-8, 1e-1], remainder slope 2,
           cos(Δθ_S, Δθ_T) > 0 and L_T lower for every seed; different init: an O(1) alignment
           independent of ε, cosines of both signs around 0, L_T lower for about half the seeds.
-Feeds:    paper §6.1 / Appendix C (the theorem behind Fig. 10); redraw with plot_theorem.py.
+Feeds:    paper §6.1 / Appendix C (the theorem behind Fig. 10); redraw with `sublim-jax plot DIR`.
 """
 
 import sys
