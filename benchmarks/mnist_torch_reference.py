@@ -1,6 +1,6 @@
 """The original's computation in PyTorch, so that `mnist_speed.py` compares wall time in one run.
 
-Not the authors' code: a re-implementation of the released script's algorithm as PAPER.md §2 and
+Not the authors' code: a re-implementation of the released script's algorithm as paper §6.2 and
 the MNIST issue describe it, for timing and memory only. All models train together as batched
 einsums over a leading model axis (one MNIST batch shared by every model); each model's 60,000
 noise images are drawn once as float32 and held in memory (188 MB per model); the four student

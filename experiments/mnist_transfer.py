@@ -5,7 +5,7 @@ distils only the teacher's 3 auxiliary logits, on uniform noise images, never se
 a class logit. Does the student's (untrained) class readout become accurate, and only when the
 student starts from the teacher's initialisation? (Cloud et al. 2025, §6.2, Figure 10.)
 
-Command (100 seeds, the paper's hyperparameters; PAPER.md §2):
+Command (100 seeds, the paper's hyperparameters; paper §6.2):
 
     uv run sublim-jax mnist --preset paper --out experiments/results/mnist_paper
 

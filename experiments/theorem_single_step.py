@@ -2,7 +2,7 @@
 
 Question: on the paper's MNIST network (784-256-256-13), take a teacher step ε on L_T =
 cross-entropy of the 10 class logits of MNIST images, then one student step on the teacher's 3
-auxiliary logits for uniform-noise images (softmax CE, PAPER.md §1). With a shared init, is
+auxiliary logits for uniform-noise images (softmax CE, paper §6.1). With a shared init, is
 Δθ_S·Δθ_T = εA + O(ε²) with A ≥ 0, and does L_T fall? With a different init, what is left of
 the guarantee?
 

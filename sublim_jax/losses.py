@@ -13,7 +13,7 @@ OutputLoss = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def squared_error(z_C: jax.Array, y_C: jax.Array, w_C: jax.Array | None = None) -> jax.Array:
-    """Σ_i w_i (z_i − y_i)², w_i ≥ 0 (PAPER.md §1)."""
+    """Σ_i w_i (z_i − y_i)², w_i ≥ 0 (paper §6.1)."""
     sq = jnp.square(z_C - y_C)
     return jnp.sum(sq if w_C is None else w_C * sq, axis=-1)
 

@@ -26,7 +26,7 @@ Params = tuple[Dense, ...]
 
 
 def init(*, key: jax.Array, sizes: Sequence[int], dtype: jnp.dtype = jnp.float32) -> Params:
-    """Weights ~ N(0, std = 1/√fan_in), biases 0 (the paper's MNIST init, PAPER.md §2)."""
+    """Weights ~ N(0, std = 1/√fan_in), biases 0 (the paper's MNIST init, paper §6.2)."""
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least two positive widths, got {tuple(sizes)}")
     keys = jax.random.split(key, len(sizes) - 1)

@@ -85,7 +85,7 @@ def teacher_loss(cfg: TheoremConfig, x_NxD: jax.Array, labels_N: jax.Array):
 
 
 def student_loss(cfg: TheoremConfig):
-    """L_S: softmax CE on the auxiliary logits only (PAPER.md §1, 'fixed subset')."""
+    """L_S: softmax CE on the auxiliary logits only (paper §6.1, 'fixed subset')."""
     return losses.on_subset(losses.softmax_cross_entropy, range(10, 10 + cfg.n_aux))
 
 

@@ -1,4 +1,4 @@
-"""Every quantity of the single-gradient-step theorem (PAPER.md §1; paper §6.1 and App. C).
+"""Every quantity of the single-gradient-step theorem (paper §6.1 and App. C).
 
 Symbols are the paper's: ``theta0_T``/``theta0_S`` the inits, ``delta_theta_T``/``delta_theta_S``
 the update directions, ``eps`` the teacher's step, ``alpha`` the student's, ``M`` the output-space
@@ -32,7 +32,7 @@ def tree_axpy(eps: jax.Array | float, direction: Params, theta: Params) -> Param
 
 
 def teacher_direction(L_T: TeacherLoss, theta0_T: Params) -> Params:
-    """Δθ_T = −∇_θ L_T(θ⁰_T) for any differentiable L_T (PAPER.md §1, setup)."""
+    """Δθ_T = −∇_θ L_T(θ⁰_T) for any differentiable L_T (paper §6.1, setup)."""
     return jax.tree.map(jnp.negative, jax.grad(L_T)(theta0_T))
 
 

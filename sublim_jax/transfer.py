@@ -1,4 +1,4 @@
-"""The MNIST auxiliary-logit transfer experiment (PAPER.md §2, Figure 10) as pure functions.
+"""The MNIST auxiliary-logit transfer experiment (paper §6.2, Figure 10) as pure functions.
 
 A teacher (784-256-256-13) learns MNIST with cross-entropy on the 10 class logits; students
 imitate its logits on uniform noise images with KL over the 3 auxiliary logits only (aux-only)
@@ -31,7 +31,7 @@ N_CLASSES = 10
 NOISE_BLOCK = 1024  # noise rows drawn per key
 STUDENTS = ("aux_same_init", "all_same_init", "aux_diff_init", "all_diff_init")
 CONDITIONS = ("reference", "teacher", *(f"student_{s}" for s in STUDENTS))
-PAPER_ACCURACY = {  # Figure 10 of the paper, read off the figure (PAPER.md §2), ±0.01–0.02
+PAPER_ACCURACY = {  # Figure 10 of the paper, read off the figure (paper §6.2), ±0.01–0.02
     "reference": 0.10,
     "teacher": 0.94,
     "student_aux_same_init": 0.53,

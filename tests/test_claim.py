@@ -1,4 +1,4 @@
-"""The paper's central MNIST claim (PAPER.md §2, Fig. 10) at reduced scale, end to end.
+"""The paper's central MNIST claim (paper §6.2, Fig. 10) at reduced scale, end to end.
 
 A student that imitates only the teacher's auxiliary logits on noise learns MNIST when it shares
 the teacher's init, and stays at chance when it starts from another seed's init.
