@@ -63,12 +63,14 @@ class DecoderConfig:
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> "DecoderConfig":
-        """Map a Hugging Face ``config.json`` dictionary onto a ``DecoderConfig``."""
+        """Map a Hugging Face ``config.json`` dictionary onto a ``DecoderConfig``.
+
+        Refuses what the decoder does not implement (another activation, MLP biases, sliding
+        windows) instead of loading a model that would compute something else."""
         arch = (hf.get("architectures") or ["?"])[0]
         family = ARCHITECTURES.get(arch, {})
-        scaling = dict(hf.get("rope_scaling") or {})
-        if "type" in scaling and "rope_type" not in scaling:
-            scaling["rope_type"] = scaling.pop("type")
+        _check_supported(hf)
+        theta, scaling = _rope(hf)
         heads = hf["num_attention_heads"]
         fields = dict(
             vocab_size=hf["vocab_size"],
@@ -78,7 +80,7 @@ class DecoderConfig:
             num_heads=heads,
             num_kv_heads=hf.get("num_key_value_heads") or heads,
             head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
-            rope_theta=float(hf.get("rope_theta", 10000.0)),
+            rope_theta=theta,
             rope_scaling=tuple(sorted(scaling.items())),
             rms_eps=float(hf.get("rms_norm_eps", 1e-6)),
             tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
@@ -171,6 +173,49 @@ class DecoderConfig:
             architecture="Qwen2ForCausalLM",
         )
         return cls(**{**fields, **overrides})
+
+
+def _rope(hf: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """``(theta, scaling)`` from ``rope_parameters`` (transformers >= 5) or the older
+    ``rope_theta`` + ``rope_scaling`` keys; HF's own default base when neither names one."""
+    params = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+    if any(isinstance(v, dict) for v in params.values()):
+        raise ValueError(f"per-layer-type rope_parameters are not supported: {sorted(params)}")
+    theta = float(params.pop("rope_theta", hf.get("rope_theta", 10000.0)))
+    if "type" in params and "rope_type" not in params:
+        params["rope_type"] = params.pop("type")
+    if float(params.pop("partial_rotary_factor", 1.0)) != 1.0:
+        raise ValueError("partial rotary embeddings (partial_rotary_factor < 1) are not supported")
+    if params.get("rope_type") == "default" and len(params) == 1:
+        params = {}
+    return theta, params
+
+
+def _check_supported(hf: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for config options ``modeling.Decoder`` does not implement."""
+    act = hf.get("hidden_act", "silu")
+    if act not in ("silu", "swish"):
+        raise ValueError(f"unsupported hidden_act {act!r}; only silu (SwiGLU) is implemented")
+    if hf.get("mlp_bias"):
+        raise ValueError("unsupported mlp_bias=true; the MLP projections have no biases")
+    sliding = _sliding_layers(hf)
+    window = hf.get("sliding_window")
+    if sliding and (window is None or window < hf.get("max_position_embeddings", 4096)):
+        raise ValueError(
+            f"unsupported sliding-window attention (window {window}) in layers {sliding}; "
+            "only full attention is implemented"
+        )
+
+
+def _sliding_layers(hf: dict[str, Any]) -> list[int]:
+    """Layers with sliding-window attention: ``layer_types`` or, if absent, Qwen2/Qwen3's rule
+    (with ``use_sliding_window``, layers from ``max_window_layers`` on slide)."""
+    types = hf.get("layer_types")
+    if types is None:
+        first = hf.get("max_window_layers", 28) if hf.get("use_sliding_window") else None
+        n = hf.get("num_hidden_layers", 0)
+        types = ["sliding_attention" if first is not None and i >= first else "" for i in range(n)]
+    return [i for i, t in enumerate(types) if t == "sliding_attention"]
 
 
 def rope_frequencies(cfg: DecoderConfig) -> np.ndarray:

@@ -4,11 +4,16 @@ Dimensions: B batch, T query tokens, S key/value slots (the KV cache length), D 
 heads, K key/value heads, G = N/K heads per group, H head dim, F MLP width, V vocabulary, L layers.
 
 Weights are stored as einsum operands: every projection is a ``kernel_IxO`` (input first), the
-embedding is ``embed`` (``VxD``), so ``sharding.ShardingRules`` reads one spec per weight kind. A
-padded batch is described by per-row RoPE ``positions_BxT`` and a ``kv_valid_BxS`` mask; query ``t``
-sits in cache slot ``index + t`` and sees slot ``s`` iff ``s <= index + t`` and ``kv_valid[b, s]``.
+embedding is ``embed`` (``VxD``), so ``sharding.ShardingRules`` reads one spec per weight kind.
+The ``L`` blocks are one ``Block`` whose every weight has a leading layer axis (``kernel_LxIxO``,
+LoRA factors ``LxIxR`` and ``LxRxO``), run by one ``lax.scan``: the program, and its compile time,
+do not grow with depth. The ``KVCache`` is stacked the same way (``k_LxBxSxKxH``) and carried
+through the scan, each layer writing its new slots in place. A padded batch is described by
+per-row RoPE ``positions_BxT`` and a ``kv_valid_BxS`` mask; query ``t`` sits in cache slot
+``index + t`` and sees slot ``s`` iff ``s <= index + t`` and ``kv_valid[b, s]``.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -17,22 +22,44 @@ from flax import nnx
 
 from sublim_jax.llm.config import DecoderConfig, rope_frequencies
 
-LayerCache = tuple[jax.Array, jax.Array]
 _INIT = nnx.initializers.normal(0.02)
 
 
 class KVCache(NamedTuple):
-    """Per-layer ``(k_BxSxKxH, v_BxSxKxH)`` buffers, separate so each updates in place."""
+    """Keys and values of all layers; the layer scan carries them and writes new slots in place."""
 
-    layers: tuple[LayerCache, ...]
+    k: jax.Array  # LxBxSxKxH
+    v: jax.Array  # LxBxSxKxH
 
     @classmethod
     def zeros(cls, cfg: DecoderConfig, batch: int, slots: int, dtype=None) -> "KVCache":
-        shape = (batch, slots, cfg.num_kv_heads, cfg.head_dim)
+        shape = (cfg.num_layers, batch, slots, cfg.num_kv_heads, cfg.head_dim)
         dtype = dtype or cfg.dtype
-        return cls(
-            tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers))
+        return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+    def write(self, layer: jax.Array, index: jax.Array, k_BxTxKxH, v_BxTxKxH) -> "KVCache":
+        """Put layer ``layer``'s ``T`` new keys and values into slots ``[index, index + T)``."""
+        zero = jnp.int32(0)
+        start = (jnp.asarray(layer, jnp.int32), zero, jnp.asarray(index, jnp.int32), zero, zero)
+        return KVCache(
+            *(
+                jax.lax.dynamic_update_slice(buf, new[None].astype(buf.dtype), start)
+                for buf, new in ((self.k, k_BxTxKxH), (self.v, v_BxTxKxH))
+            )
         )
+
+    def read(self, layer: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(k_BxSxKxH, v_BxSxKxH)`` of one layer."""
+        return tuple(
+            jax.lax.dynamic_index_in_dim(buf, layer, keepdims=False) for buf in (self.k, self.v)
+        )
+
+
+def stacked(make: Callable[[jax.Array], nnx.Module], keys_L: jax.Array) -> nnx.Module:
+    """``make(key)`` once per key, as one module whose every variable has a leading ``L`` axis."""
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: make(keys_L[0])))
+    state_L = jax.vmap(lambda key: nnx.state(make(key)))(keys_L)
+    return nnx.merge(graphdef, state_L)
 
 
 def _lift(w_X: jax.Array, ndim: int) -> jax.Array:
@@ -65,10 +92,21 @@ class Proj(nnx.Module):
         self.lora_scale = 0.0
 
     def add_lora(self, rank: int, alpha: float, *, rngs: nnx.Rngs) -> None:
-        d_in, d_out = self.kernel.shape
-        self.lora = nnx.LoRA(
-            d_in, rank, d_out, dtype=self.dtype, param_dtype=jnp.float32, rngs=rngs
-        )
+        """Zero-initialised adapters; a stacked ``kernel_LxIxO`` gets stacked factors."""
+        *layers, d_in, d_out = self.kernel.shape
+
+        def make(key: jax.Array) -> nnx.LoRA:
+            return nnx.LoRA(
+                d_in,
+                rank,
+                d_out,
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                rngs=nnx.Rngs(params=key),
+            )
+
+        key = rngs.params()
+        self.lora = stacked(make, jax.random.split(key, layers[0])) if layers else make(key)
         self.lora_scale = alpha / rank
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -105,9 +143,11 @@ class Attention(nnx.Module):
         x_BxTxD: jax.Array,
         rope: tuple[jax.Array, jax.Array],
         mask_BxTxS: jax.Array,
-        cache: LayerCache | None,
+        cache: KVCache | None,
+        layer: jax.Array,
         index: jax.Array,
-    ) -> tuple[jax.Array, LayerCache]:
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Attend over the ``T`` new tokens, or over the cache after writing them into it."""
         N, K, H = self.shape
         B, T, _ = x_BxTxD.shape
         q_BxTxNxH = self.q(x_BxTxD).reshape(B, T, N, H)
@@ -119,14 +159,8 @@ class Attention(nnx.Module):
         if cache is None:
             k_BxSxKxH, v_BxSxKxH = k_BxTxKxH, v_BxTxKxH
         else:
-            zero = jnp.int32(0)
-            start = (zero, jnp.asarray(index, jnp.int32), zero, zero)
-            k_BxSxKxH = jax.lax.dynamic_update_slice(
-                cache[0], k_BxTxKxH.astype(cache[0].dtype), start
-            )
-            v_BxSxKxH = jax.lax.dynamic_update_slice(
-                cache[1], v_BxTxKxH.astype(cache[1].dtype), start
-            )
+            cache = cache.write(layer, index, k_BxTxKxH, v_BxTxKxH)
+            k_BxSxKxH, v_BxSxKxH = cache.read(layer)
         q_BxTxKxGxH = q_BxTxNxH.reshape(B, T, K, N // K, H) * (H**-0.5)
         scores = jnp.einsum(
             "btkgh,bskh->bkgts",
@@ -138,7 +172,7 @@ class Attention(nnx.Module):
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(x_BxTxD.dtype)
         out_BxTxKxGxH = jnp.einsum("bkgts,bskh->btkgh", probs, v_BxSxKxH.astype(probs.dtype))
-        return self.o(out_BxTxKxGxH.reshape(B, T, N * H)), (k_BxSxKxH, v_BxSxKxH)
+        return self.o(out_BxTxKxGxH.reshape(B, T, N * H)), cache
 
 
 class MLP(nnx.Module):
@@ -163,8 +197,8 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(cfg.hidden_size, cfg)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x_BxTxD, rope, mask_BxTxS, cache, index):
-        h_BxTxD, cache = self.attn(self.attn_norm(x_BxTxD), rope, mask_BxTxS, cache, index)
+    def __call__(self, x_BxTxD, rope, mask_BxTxS, cache, layer, index):
+        h_BxTxD, cache = self.attn(self.attn_norm(x_BxTxD), rope, mask_BxTxS, cache, layer, index)
         x_BxTxD = x_BxTxD + h_BxTxD
         return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD)), cache
 
@@ -178,7 +212,8 @@ class Decoder(nnx.Module):
         self.embed = nnx.Param(
             _INIT(rngs.params(), (cfg.vocab_size, cfg.hidden_size), cfg.param_dtype)
         )
-        self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        keys_L = jax.random.split(rngs.params(), cfg.num_layers)
+        self.layers = stacked(lambda key: Block(cfg, rngs=nnx.Rngs(params=key)), keys_L)
         self.norm = RMSNorm(cfg.hidden_size, cfg)
         tied = cfg.tie_embeddings
         self.lm_head = (
@@ -192,8 +227,13 @@ class Decoder(nnx.Module):
         kv_valid_BxS: jax.Array,
         cache: KVCache | None = None,
         index: jax.Array | int = 0,
+        *,
+        last_only: bool = False,
     ) -> tuple[jax.Array, KVCache | None]:
-        """Logits ``BxTxV`` and the updated cache; without a cache ``S == T`` and ``index == 0``."""
+        """Logits ``BxTxV`` and the updated cache; without a cache ``S == T`` and ``index == 0``.
+
+        ``last_only`` computes the logits of the last query position alone (``Bx1xV``): the
+        ``DxV`` head then costs ``B`` rows instead of ``B*T`` (prefill needs only those)."""
         dtype = self.cfg.dtype
         x_BxTxD = self._constrain(
             jnp.take(self.embed[...], tokens_BxT, axis=0).astype(dtype), "hidden"
@@ -207,36 +247,38 @@ class Decoder(nnx.Module):
         q_slot_T = jnp.arange(T, dtype=jnp.int32) + jnp.asarray(index, jnp.int32)
         causal_TxS = jnp.arange(S, dtype=jnp.int32)[None, :] <= q_slot_T[:, None]
         mask_BxTxS = causal_TxS[None, :, :] & kv_valid_BxS[:, None, :]
-        new_layers = []
-        for i, block in enumerate(self.layers):
-            layer_cache = None if cache is None else cache.layers[i]
-            if self.cfg.remat and cache is None:
-                x_BxTxD = _rematted(block, x_BxTxD, rope, mask_BxTxS)
-            else:
-                x_BxTxD, layer_cache = block(x_BxTxD, rope, mask_BxTxS, layer_cache, index)
-            x_BxTxD = self._constrain(x_BxTxD, "hidden")
-            new_layers.append(layer_cache)
-        x_BxTxD = self.norm(x_BxTxD)
+        x_BxTxD, cache = self._blocks(x_BxTxD, rope, mask_BxTxS, cache, index)
+        x_BxTxD = self.norm(x_BxTxD[:, -1:] if last_only else x_BxTxD)
         if self.lm_head is None:
             w_DxV = self.embed[...].astype(dtype).T
         else:
             w_DxV = self.lm_head.kernel[...].astype(dtype)
         logits_BxTxV = jnp.einsum("btd,dv->btv", x_BxTxD, w_DxV, preferred_element_type=jnp.float32)
         logits_BxTxV = self._constrain(logits_BxTxV, "logits")
-        return logits_BxTxV, None if cache is None else KVCache(tuple(new_layers))
+        return logits_BxTxV, cache
+
+    def _blocks(self, x_BxTxD, rope, mask_BxTxS, cache, index) -> tuple[jax.Array, KVCache | None]:
+        """All blocks as one ``lax.scan`` over the stacked weights, carrying the (whole) cache.
+
+        Training (no cache) with ``cfg.remat`` checkpoints the scanned body: the backward pass
+        keeps one ``BxTxD`` residual per layer and recomputes the rest."""
+        graphdef, state_L = nnx.split(self.layers)
+
+        def body(carry, xs):
+            x_BxTxD, cache = carry
+            state, layer = xs
+            block = nnx.merge(graphdef, state)
+            x_BxTxD, cache = block(x_BxTxD, rope, mask_BxTxS, cache, layer, index)
+            return (self._constrain(x_BxTxD, "hidden"), cache), None
+
+        if self.cfg.remat and cache is None:
+            body = jax.checkpoint(body, prevent_cse=False)
+        layers_L = jnp.arange(self.cfg.num_layers, dtype=jnp.int32)
+        (x_BxTxD, cache), _ = jax.lax.scan(body, (x_BxTxD, cache), (state_L, layers_L))
+        return x_BxTxD, cache
 
     def _constrain(self, x: jax.Array, kind: str) -> jax.Array:
         return x if self.mesh_rules is None else self.mesh_rules.constrain(x, kind)
-
-
-def _rematted(block: Block, x_BxTxD, rope, mask_BxTxS) -> jax.Array:
-    """The block under ``jax.checkpoint``, split into a pure function of its state."""
-    graphdef, state = nnx.split(block)
-
-    def run(state, x_BxTxD, rope, mask_BxTxS):
-        return nnx.merge(graphdef, state)(x_BxTxD, rope, mask_BxTxS, None, 0)[0]
-
-    return jax.checkpoint(run)(state, x_BxTxD, rope, mask_BxTxS)
 
 
 def forward(model: Decoder, tokens_BxT: jax.Array, valid_BxT: jax.Array) -> jax.Array:

@@ -2,8 +2,11 @@
 
 Loading never materialises the random init: the skeleton is abstract, each tensor is streamed from
 its (possibly sharded) file, transposed into the einsum layout, checked against the skeleton's
-shape, cast, and placed on its sharding. ``save_safetensors`` writes full, LoRA-merged, or
-adapter-only (PEFT naming) files; it is the only function here that writes.
+shape, cast, and placed on its sharding. The blocks are stacked (``modeling``): HF layer ``i``'s
+``model.layers.{i}.self_attn.q_proj.weight`` is row ``i`` of ``layers/attn/q/kernel``, so each
+weight kind is filled layer by layer on the host, then placed; export unstacks the same way.
+``save_safetensors`` writes full, LoRA-merged, or adapter-only (PEFT naming) files; it is the
+only function here that writes, and it writes through ``sublim_jax.results`` (atomically).
 """
 
 import contextlib
@@ -17,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sublim_jax import results
 from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder, Proj
 
@@ -37,13 +41,21 @@ _HF = {
 _TOP = {("embed",): "model.embed_tokens.weight", ("norm", "scale"): "model.norm.weight"}
 
 
-def hf_key(path: Path) -> tuple[str, bool]:
-    """The HF tensor name of a state path, and whether the tensor is stored transposed."""
+def is_stacked(path: Path) -> bool:
+    """Whether the state leaf at ``path`` has a leading layer axis (a block weight)."""
+    return path[0] == "layers"
+
+
+def hf_key(path: Path, layer: int | None = None) -> tuple[str, bool]:
+    """The HF tensor name of a state path (of layer ``layer`` for a stacked block weight), and
+    whether the tensor is stored transposed."""
     if path in _TOP:
         return _TOP[path], False
     if path[0] == "lm_head":
         return "lm_head.weight", True
-    _, layer, *mods, leaf = path
+    if layer is None:
+        raise ValueError(f"{'/'.join(map(str, path))} is stacked over layers: pass the layer")
+    _, *mods, leaf = path
     lora = "lora" in mods
     mods = [_HF.get(str(m), str(m)) for m in mods if m != "lora"]
     stem = ".".join(["model", "layers", str(layer), *mods])
@@ -84,20 +96,33 @@ def place(array: np.ndarray, sharding: jax.sharding.Sharding | None) -> jax.Arra
 def load_state(
     abstract: nnx.State, read: Callable[[str], np.ndarray], sharding_fn: ShardingFn | None = None
 ) -> nnx.State:
-    """Fill an abstract state tensor by tensor from ``read(hf_key)`` (HF layout)."""
+    """Fill an abstract state tensor by tensor from ``read(hf_key)`` (HF layout); a stacked
+    block weight is filled row by row from its ``L`` per-layer tensors."""
     leaves = []
     for path, var in nnx.to_flat_state(abstract):
-        key, transposed = hf_key(path)
-        array = read(key)
-        array = array.T if transposed else array
-        if array.shape != var.shape:
-            raise ValueError(
-                f"tensor {key!r} has shape {array.shape} (after transpose: {transposed}); "
-                f"the model expects {var.shape} at {'/'.join(map(str, path))}"
-            )
+        if is_stacked(path):
+            array = np.empty(var.shape, var.dtype)
+            for layer in range(var.shape[0]):
+                array[layer] = _read(read, path, var.shape[1:], var.dtype, layer)
+        else:
+            array = _read(read, path, var.shape, var.dtype)
         sharding = None if sharding_fn is None else sharding_fn(path, var.shape)
-        leaves.append((path, var.replace(place(np.asarray(array, var.dtype), sharding))))
+        leaves.append((path, var.replace(place(array, sharding))))
     return nnx.from_flat_state(leaves)
+
+
+def _read(read: Callable, path: Path, shape, dtype, layer: int | None = None) -> np.ndarray:
+    """One HF tensor in the einsum layout, checked against ``shape``, cast to ``dtype``."""
+    key, transposed = hf_key(path, layer)
+    array = read(key)
+    array = array.T if transposed else array
+    if array.shape != tuple(shape):
+        where = "/".join(map(str, path)) + ("" if layer is None else f"[{layer}]")
+        raise ValueError(
+            f"tensor {key!r} has shape {array.shape} (after transpose: {transposed}); "
+            f"the model expects {tuple(shape)} at {where}"
+        )
+    return np.asarray(array, dtype)
 
 
 @contextlib.contextmanager
@@ -162,28 +187,31 @@ def _host(x: jax.Array) -> np.ndarray:
 def export_tensors(
     model: Decoder, what: Literal["full", "merged", "lora"]
 ) -> dict[str, np.ndarray]:
-    """HF-named host tensors: base weights, base weights with LoRA merged in, or adapters only."""
+    """HF-named host tensors: base weights, base weights with LoRA merged in, or adapters only.
+
+    Stacked block weights are split back into one tensor per layer."""
     out = {}
     for path, var in nnx.to_flat_state(nnx.state(model)):
         is_lora = "lora" in path
         if is_lora != (what == "lora"):
             continue
-        key, transposed = hf_key(path)
         array = _host(var[...])
         if what == "merged" and path[-1] == "kernel":
             proj = _get(model, path[:-1])
-            if proj.lora is not None:
-                delta = (
-                    _host(proj.lora.lora_a[...]) @ _host(proj.lora.lora_b[...]) * proj.lora_scale
-                )
+            if proj.lora is not None:  # (L x) I x R @ (L x) R x O, batched over layers
+                a, b = _host(proj.lora.lora_a[...]), _host(proj.lora.lora_b[...])
+                delta = np.matmul(a, b) * proj.lora_scale
                 array = (array.astype(np.float32) + delta).astype(array.dtype)
-        out[key] = array.T if transposed else array
+        layers = enumerate(array) if is_stacked(path) else [(None, array)]
+        for layer, tensor in layers:
+            key, transposed = hf_key(path, layer)
+            out[key] = tensor.T if transposed else tensor
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
 def _get(model: nnx.Module, path: Path) -> nnx.Module:
     for p in path:
-        model = model[p] if isinstance(p, int) else getattr(model, p)
+        model = getattr(model, p)
     return model
 
 
@@ -191,20 +219,19 @@ def save_safetensors(
     model: Decoder, path: str, what: Literal["full", "merged", "lora"] = "merged"
 ) -> None:
     """Write ``model.safetensors`` + ``config.json`` (or ``adapter_model.safetensors`` +
-    ``adapter_config.json`` in PEFT's naming for ``what="lora"``) into directory ``path``."""
-    from safetensors.numpy import save_file
+    ``adapter_config.json`` in PEFT's naming for ``what="lora"``) into directory ``path``.
 
-    os.makedirs(path, exist_ok=True)
-    tensors = export_tensors(model, what)
+    Both files are serialised first, then each is written atomically (``results.write_bytes``:
+    temporary file, fsync, rename), weights before config: a failure leaves no partial file."""
+    from safetensors.numpy import save
+
+    tensors = save(export_tensors(model, what))
     if what == "lora":
-        save_file(tensors, os.path.join(path, "adapter_model.safetensors"))
-        meta = _lora_meta(model)
-        with open(os.path.join(path, "adapter_config.json"), "w") as f:
-            json.dump(meta, f, indent=2)
-        return
-    save_file(tensors, os.path.join(path, "model.safetensors"))
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(model.cfg.to_hf(), f, indent=2)
+        names, meta = ("adapter_model.safetensors", "adapter_config.json"), _lora_meta(model)
+    else:
+        names, meta = ("model.safetensors", "config.json"), model.cfg.to_hf()
+    results.write_bytes(os.path.join(path, names[0]), tensors)
+    results.write_json(os.path.join(path, names[1]), meta)
 
 
 def _lora_meta(model: Decoder) -> dict:
@@ -212,7 +239,7 @@ def _lora_meta(model: Decoder) -> dict:
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)):
         targets.add(_HF[str(path[-3])])
         if path[-1] == "lora_a":
-            rank = var.shape[1]
+            rank = var.shape[-1]
             alpha = _get(model, path[:-2]).lora_scale * rank
     if not targets:
         raise ValueError("the model has no LoRA adapters to export")

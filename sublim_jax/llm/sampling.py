@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder, KVCache, forward
 
 
@@ -125,15 +126,18 @@ def sample_token(key: jax.Array, logits_V: jax.Array, cfg: SampleConfig) -> jax.
 
 @functools.partial(jax.jit, static_argnames="graphdef", donate_argnames="cache")
 def prefill(graphdef, state, tokens_BxT, valid_BxT, cache: KVCache):
-    """Write the prompts into cache slots ``[0, T)``; logits of each row's last token."""
+    """Write the prompts into cache slots ``[0, T)``; logits of each row's last token.
+
+    Left padding puts every row's last token at ``T - 1``, so the head runs on that position
+    alone (``last_only``): a ``BxV`` product, not ``BxTxV``."""
     B, T = tokens_BxT.shape
-    S = cache.layers[0][0].shape[1]
+    S = cache.k.shape[2]
     kv_valid_BxS = jnp.concatenate([valid_BxT, jnp.zeros((B, S - T), bool)], axis=1)
     positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT.astype(jnp.int32), axis=1) - 1, 0)
-    logits_BxTxV, cache = nnx.merge(graphdef, state)(
-        tokens_BxT, positions_BxT, kv_valid_BxS, cache, 0
+    logits_Bx1xV, cache = nnx.merge(graphdef, state)(
+        tokens_BxT, positions_BxT, kv_valid_BxS, cache, 0, last_only=True
     )
-    return logits_BxTxV[:, -1], cache, positions_BxT[:, -1] + 1, kv_valid_BxS
+    return logits_Bx1xV[:, 0], cache, positions_BxT[:, -1] + 1, kv_valid_BxS
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg"), donate_argnames="cache")
@@ -175,10 +179,15 @@ def decode(graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, 
     return Samples(out_BxN, first_eos_B.astype(jnp.int32)), cache
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "batch", "slots", "sharding"))
+def _zeros(cfg: DecoderConfig, batch: int, slots: int, sharding) -> KVCache:
+    cache = KVCache.zeros(cfg, batch, slots)
+    return cache if sharding is None else jax.lax.with_sharding_constraint(cache, sharding)
+
+
 def new_cache(model: Decoder, batch: int, slots: int, sharding=None) -> KVCache:
-    """Zeroed cache, created directly on its (optional) sharding."""
-    make = functools.partial(KVCache.zeros, model.cfg, batch, slots)
-    return jax.jit(make, out_shardings=sharding)()
+    """Zeroed cache, made directly on its (optional, hashable) sharding; one compile per shape."""
+    return _zeros(model.cfg, batch, slots, sharding)
 
 
 def generate(

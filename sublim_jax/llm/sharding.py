@@ -4,7 +4,8 @@ Mesh axes: ``data`` (pure data parallel), ``fsdp`` (data parallel whose weights 
 and ``tp`` (tensor parallel: heads and MLP width). Weights split their contracting/model dimension
 over ``fsdp`` and their head/width dimension over ``tp``; activations and the KV cache split the
 batch over ``(data, fsdp)`` and KV heads over ``tp``. A mesh axis that does not divide a dimension
-is dropped for that array (e.g. 3 KV heads on ``tp=2`` are replicated), so every spec is legal.
+is dropped for that array, so every spec is legal; a head axis (``NH`` or ``KH``) counts whole
+heads, so 3 KV heads on ``tp=2`` are replicated even though ``3 * H`` is even.
 
 Multi-host: call ``initialize_distributed()`` first on every host (it wraps
 ``jax.distributed.initialize()``, which reads the coordinator from the cluster environment or its
@@ -53,6 +54,8 @@ class ShardingRules:
 
     def weight(self, path: tuple) -> P:
         """The spec of the state leaf at ``path`` (as in ``nnx.to_flat_state``)."""
+        if path[0] == "layers":  # stacked blocks: a leading, unsharded layer axis
+            return P(None, *self.weight(path[1:]))
         leaf = path[-1]
         if leaf in ("lora_a", "lora_b"):
             return getattr(self, leaf)
@@ -90,27 +93,79 @@ def make_mesh(data: int = 1, fsdp: int = 1, tp: int = 1, devices=None) -> jax.sh
     return jax.make_mesh((data, fsdp, tp), AXES, axis_types=(auto,) * 3, devices=devices)
 
 
-def fit(spec: P, shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> P:
-    """Drop mesh axes that do not divide their dimension (and pad the spec to the rank)."""
+def fit(
+    spec: P, shape: tuple[int, ...], mesh: jax.sharding.Mesh, units: tuple[int, ...] | None = None
+) -> P:
+    """Drop mesh axes that do not divide their dimension (and pad the spec to the rank).
+
+    ``units`` counts the indivisible blocks along each dimension (default: its size); a head
+    axis of ``N * H`` entries has ``N`` units, so no device ever holds part of a head."""
     entries = list(spec) + [None] * (len(shape) - len(spec))
     out = []
-    for dim, entry in zip(shape, entries, strict=True):
+    for unit, entry in zip(units or shape, entries, strict=True):
         names = (entry,) if isinstance(entry, str) else tuple(entry or ())
-        kept = tuple(n for n in names if dim % mesh.shape[n] == 0)
+        kept = tuple(n for n in names if unit % mesh.shape[n] == 0)
         size = int(np.prod([mesh.shape[n] for n in kept])) if kept else 1
-        kept = kept if dim % size == 0 else ()
+        kept = kept if unit % size == 0 else ()
         out.append(None if not kept else kept[0] if len(kept) == 1 else kept)
     return P(*out)
 
 
-def sharding_fn(rules: ShardingRules, mesh: jax.sharding.Mesh):
-    """``(path, shape) -> NamedSharding`` for ``params.load_safetensors`` and ``gguf.load_gguf``."""
-    return lambda path, shape: NamedSharding(mesh, fit(rules.weight(path), shape, mesh))
+def _head_axis(path: tuple) -> tuple[int, str] | None:
+    """``(axis, "q" | "kv")`` of the leaf's ``NH`` or ``KH`` axis (counted from the end), if any."""
+    leaf = path[-1]
+    proj = path[-3] if leaf in ("lora_a", "lora_b") else path[-2] if len(path) > 1 else None
+    if proj in ("q", "k", "v") and leaf in ("kernel", "bias", "lora_b"):
+        return -1, "q" if proj == "q" else "kv"
+    if proj == "o" and leaf in ("kernel", "lora_a"):
+        return -2, "q"
+    return None
 
 
-def state_shardings(state: nnx.State, rules: ShardingRules, mesh: jax.sharding.Mesh) -> nnx.State:
+def weight_spec(
+    rules: ShardingRules,
+    mesh: jax.sharding.Mesh,
+    path: tuple,
+    shape: tuple[int, ...],
+    cfg: DecoderConfig | None = None,
+) -> P:
+    """``rules.weight(path)`` fitted to ``shape``; a head axis splits only over whole heads."""
+    spec = fit(rules.weight(path), shape, mesh)
+    head = _head_axis(path)
+    if head is None or _devices(spec[head[0]], mesh) == 1:
+        return spec
+    if cfg is None:
+        raise ValueError(
+            f"{'/'.join(map(str, path))} would shard its head axis as {spec}: pass the model's "
+            "DecoderConfig (cfg=...) so that heads are split only whole"
+        )
+    axis, kind = head
+    units = list(shape)
+    units[axis] = cfg.num_heads if kind == "q" else cfg.num_kv_heads
+    return fit(spec, shape, mesh, tuple(units))
+
+
+def _devices(entry, mesh: jax.sharding.Mesh) -> int:
+    """How many devices a spec entry splits its dimension over."""
+    names = (entry,) if isinstance(entry, str) else tuple(entry or ())
+    return int(np.prod([mesh.shape[n] for n in names])) if names else 1
+
+
+def sharding_fn(rules: ShardingRules, mesh: jax.sharding.Mesh, cfg: DecoderConfig | None = None):
+    """``(path, shape) -> NamedSharding`` for ``params.load_safetensors`` and ``gguf.load_gguf``.
+
+    ``cfg`` (the model's config) is needed as soon as a head axis is sharded (``tp > 1``)."""
+    return lambda path, shape: NamedSharding(mesh, weight_spec(rules, mesh, path, shape, cfg))
+
+
+def state_shardings(
+    state: nnx.State,
+    rules: ShardingRules,
+    mesh: jax.sharding.Mesh,
+    cfg: DecoderConfig | None = None,
+) -> nnx.State:
     """A state-shaped tree of ``NamedSharding``s."""
-    fn = sharding_fn(rules, mesh)
+    fn = sharding_fn(rules, mesh, cfg)
     flat = [(path, var.replace(fn(path, var.shape))) for path, var in nnx.to_flat_state(state)]
     return nnx.from_flat_state(flat)
 
@@ -118,7 +173,7 @@ def state_shardings(state: nnx.State, rules: ShardingRules, mesh: jax.sharding.M
 def shard_model(model: nnx.Module, rules: ShardingRules, mesh: jax.sharding.Mesh) -> nnx.Module:
     """Move every weight (base and LoRA) of ``model`` onto its sharding, in place."""
     state = nnx.state(model)
-    nnx.update(model, jax.device_put(state, state_shardings(state, rules, mesh)))
+    nnx.update(model, jax.device_put(state, state_shardings(state, rules, mesh, model.cfg)))
     return attach(model, rules, mesh)
 
 
@@ -129,9 +184,9 @@ def activation(rules: ShardingRules, mesh, kind: str, shape: tuple[int, ...]) ->
 
 def cache_sharding(rules: ShardingRules, mesh, cfg: DecoderConfig, batch: int, slots: int):
     """Shardings for ``KVCache.zeros(cfg, batch, slots)`` (for ``sampling.generate``)."""
-    shape = (batch, slots, cfg.num_kv_heads, cfg.head_dim)
-    one = activation(rules, mesh, "cache", shape)
-    return KVCache(tuple((one, one) for _ in range(cfg.num_layers)))
+    shape = (cfg.num_layers, batch, slots, cfg.num_kv_heads, cfg.head_dim)
+    one = NamedSharding(mesh, fit(P(None, *rules.cache), shape, mesh))  # layers stacked first
+    return KVCache(one, one)
 
 
 def initialize_distributed(**kwargs) -> None:

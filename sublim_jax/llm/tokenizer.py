@@ -61,9 +61,13 @@ class Tokenizer:
         return self.tok.decode(list(ids), skip_special_tokens=skip_special)
 
     def apply_chat_template(
-        self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True
+        self,
+        messages: Sequence[dict[str, str]],
+        add_generation_prompt: bool = True,
+        **kwargs: Any,
     ) -> str:
-        """Render ``messages`` (``{"role", "content"}`` dicts) with the model's jinja2 template."""
+        """Render ``messages`` (``{"role", "content"}`` dicts) with the model's jinja2 template;
+        ``kwargs`` reach the template as variables (e.g. Qwen3's ``enable_thinking=False``)."""
         if not self.chat_template:
             raise ValueError("this tokenizer has no chat template")
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -71,12 +75,41 @@ class Tokenizer:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
         template = env.from_string(self.chat_template)
+        variables = {**self.special, **kwargs}
         return template.render(
-            messages=list(messages), add_generation_prompt=add_generation_prompt, **self.special
+            messages=list(messages), add_generation_prompt=add_generation_prompt, **variables
         )
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return self.encode(self.apply_chat_template(messages))
+    def encode_chat(self, messages: Sequence[dict[str, str]], **kwargs: Any) -> list[int]:
+        return self.encode(self.apply_chat_template(messages, **kwargs))
+
+    def sft_pair(
+        self, messages: Sequence[dict[str, str]], **kwargs: Any
+    ) -> tuple[list[int], list[int]]:
+        """``(prompt_ids, completion_ids)`` for fine-tuning on the final assistant turn.
+
+        The prompt renders the earlier messages with the generation prompt, as sampling sees
+        them; the completion is the rest of the whole conversation's tokens, end-of-turn token
+        included. Raises ``ValueError`` unless ``prompt + completion`` tokenizes exactly as the
+        whole conversation does (a template that renders the last turn differently from the
+        generation prompt, or a boundary where tokens would merge)."""
+        if not messages or messages[-1].get("role") != "assistant":
+            raise ValueError("the last message must be the assistant turn to train on")
+        prompt = self.apply_chat_template(messages[:-1], add_generation_prompt=True, **kwargs)
+        full = self.apply_chat_template(messages, add_generation_prompt=False, **kwargs)
+        prompt_ids, full_ids = self.encode(prompt), self.encode(full)
+        if full_ids[: len(prompt_ids)] != prompt_ids:
+            raise ValueError(
+                "the chat template is not prefix-consistent: the conversation's tokens do not "
+                f"start with the prompt's.\nprompt: {prompt!r}\nfull:   {full!r}"
+            )
+        completion_ids = full_ids[len(prompt_ids) :]
+        if not set(completion_ids) & set(self.eos_ids):
+            raise ValueError(
+                f"the completion {self.decode(completion_ids, skip_special=False)!r} has no "
+                f"end-of-turn token (eos_ids={self.eos_ids})"
+            )
+        return prompt_ids, completion_ids
 
 
 def bpe_tokenizer(

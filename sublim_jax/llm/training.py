@@ -2,7 +2,9 @@
 
 The model is split once into ``graphdef``, the trainable state (``nnx.LoRAParam`` leaves, or every
 ``nnx.Param`` for full fine-tuning) and the frozen rest; ``train_step`` is a pure jitted function
-of those pieces and a ``sampling.Batch``, merging them back inside. Dimensions as in ``sampling``.
+of those pieces and a ``sampling.Batch``, merging them back inside. Gradient accumulation
+(``accumulate``) weighs micro-batches by their completion tokens, so ``k`` micro-batches step
+exactly as one batch of all their rows would. Dimensions as in ``sampling``.
 """
 
 import dataclasses
@@ -69,8 +71,9 @@ def trainable(cfg: TrainConfig) -> type[nnx.Variable]:
     return nnx.LoRAParam if cfg.lora_rank else nnx.Param
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Clip the global norm, then AdamW on a linear warm-up / linear decay schedule."""
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformationExtraArgs:
+    """Clip the global norm, then AdamW on a linear warm-up / linear decay schedule, applied to
+    token-weighted gradients accumulated over ``cfg.accum_steps`` micro-batches."""
     lr = cfg.learning_rate
     decay = optax.linear_schedule(lr, 0.0, max(cfg.total_steps - cfg.warmup_steps, 1))
     warmup = optax.linear_schedule(0.0, lr, cfg.warmup_steps)
@@ -81,7 +84,50 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
         optax.clip_by_global_norm(cfg.clip_norm),
         optax.adamw(schedule, weight_decay=cfg.weight_decay),
     )
-    return optax.MultiSteps(opt, cfg.accum_steps) if cfg.accum_steps > 1 else opt
+    return accumulate(opt, cfg.accum_steps)
+
+
+class AccumState(NamedTuple):
+    grads: Any  # float32 sum of the window's summed-loss gradients
+    tokens: jax.Array  # completion tokens seen in the window
+    micro_step: jax.Array
+    inner: Any
+
+
+def accumulate(
+    opt: optax.GradientTransformation, every_k: int
+) -> optax.GradientTransformationExtraArgs:
+    """Every ``every_k`` micro-batches, hand ``opt`` the per-token mean gradient of them all.
+
+    ``update(g_i, state, params, tokens=n_i)`` takes the gradient ``g_i`` of micro-batch ``i``'s
+    *summed* completion cross-entropy and its token count ``n_i``; ``opt`` then sees
+    ``sum_i g_i / sum_i n_i``, the gradient of one batch of all examples (not the mean of per-batch
+    means, which over-weights short completions). Between updates it returns zero updates.
+    """
+
+    def init(params):
+        zeros = optax.tree.zeros_like(params, dtype=jnp.float32)
+        return AccumState(zeros, jnp.float32(0.0), jnp.int32(0), opt.init(params))
+
+    def update(grads, state: AccumState, params=None, *, tokens: jax.Array, **extra):
+        summed = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), state.grads, grads)
+        total = state.tokens + tokens.astype(jnp.float32)
+
+        def emit(_):
+            mean = jax.tree.map(
+                lambda a, g: (a / jnp.maximum(total, 1.0)).astype(g.dtype), summed, grads
+            )
+            updates, inner = opt.update(mean, state.inner, params)
+            reset = AccumState(optax.tree.zeros_like(summed), jnp.float32(0.0), jnp.int32(0), inner)
+            return updates, reset
+
+        def hold(_):
+            updates = jax.tree.map(jnp.zeros_like, grads)
+            return updates, AccumState(summed, total, state.micro_step + 1, state.inner)
+
+        return jax.lax.cond(state.micro_step == every_k - 1, emit, hold, None)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def split(model: Decoder, cfg: TrainConfig) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
@@ -98,26 +144,31 @@ def init(model: Decoder, cfg: TrainConfig, optimizer: optax.GradientTransformati
 def loss_fn(
     params: nnx.State, frozen: nnx.State, graphdef: nnx.GraphDef, batch: Batch
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Mean cross-entropy of the completion tokens (``batch.target``), prompts unscored."""
+    """Summed cross-entropy of the completion tokens (``batch.target``), prompts unscored.
+
+    Summed, not averaged, so that ``accumulate`` can weight micro-batches by their token counts;
+    ``metrics["loss"]`` is this batch's per-token mean."""
     model = nnx.merge(graphdef, params, frozen)
     logp_BxT = token_logprobs(forward(model, batch.tokens, batch.valid), batch.tokens)
     count = jnp.sum(batch.target.astype(jnp.float32))
-    loss = -jnp.sum(jnp.where(batch.target, logp_BxT, 0.0)) / jnp.maximum(count, 1.0)
-    return loss, dict(loss=loss, tokens=count)
+    nll = -jnp.sum(jnp.where(batch.target, logp_BxT, 0.0))
+    return nll, dict(loss=nll / jnp.maximum(count, 1.0), tokens=count)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnames="state")
 def train_step(
     graphdef: nnx.GraphDef,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformationExtraArgs,
     state: TrainState,
     frozen: nnx.State,
     batch: Batch,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One (micro)batch: gradients of ``loss_fn`` for the trainable leaves, then the optimiser."""
+    """One micro-batch: gradients of ``loss_fn``, then the (accumulating) optimiser."""
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, frozen, graphdef, batch)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        updates, opt_state = optimizer.update(
+            grads, state.opt_state, state.params, tokens=metrics["tokens"]
+        )
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    return TrainState(params, opt_state, state.step + 1), metrics
+    grad_norm = optax.tree.norm(grads) / jnp.maximum(metrics["tokens"], 1.0)  # per-token mean's
+    return TrainState(params, opt_state, state.step + 1), dict(metrics, grad_norm=grad_norm)

@@ -1,7 +1,8 @@
 """Run by test_sharding.py in a subprocess with 4 fake CPU devices; prints one JSON line.
 
 Compares, on the golden Qwen2 checkpoint, a 2x2 ``(fsdp, tp)`` mesh against one device: logits,
-greedy samples and one LoRA training step; reports the parameter specs.
+greedy samples and one LoRA training step; reports the parameter specs, and those of a ``tp=4``
+mesh, where the 2 KV heads cannot be split (its logits are compared too).
 """
 
 import json
@@ -19,6 +20,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from sublim_jax.llm import params, sampling, sharding, training  # noqa: E402
+from sublim_jax.llm.config import DecoderConfig  # noqa: E402
 from sublim_jax.llm.modeling import forward  # noqa: E402
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "qwen2")
@@ -43,6 +45,14 @@ def run(model, rules=None, mesh=None) -> dict:
         cfg=cfg,
         cache_sharding=slots,
     )
+    cache_on_slots = mesh is None or all(
+        leaf.sharding.is_equivalent_to(want, leaf.ndim)
+        for leaf, want in zip(
+            jax.tree.leaves(sampling.new_cache(model, 4, 12, slots)),
+            jax.tree.leaves(slots),
+            strict=True,
+        )
+    )
     tcfg = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0)
     training.add_lora(model, tcfg, key=jax.random.key(1))
     if mesh is not None:
@@ -56,22 +66,40 @@ def run(model, rules=None, mesh=None) -> dict:
         lora=[np.asarray(x) for x in jax.tree.leaves(state.params)],
         loss=float(metrics["loss"]),
         logits_sharding=str(logits.sharding.spec) if mesh is not None else "",
+        cache_on_slots=cache_on_slots,
     )
+
+
+def specs(model) -> dict[str, str]:
+    return {
+        "/".join(map(str, p)): str(v[...].sharding.spec)
+        for p, v in nnx.to_flat_state(nnx.state(model))
+    }
+
+
+def tensor_parallel_4(rules, cfg, logits_one) -> tuple[dict[str, str], float]:
+    """``tp=4`` over 4 query and 2 KV heads: KV weights must stay whole; logits unchanged."""
+    mesh = sharding.make_mesh(tp=4)
+    model = params.load_safetensors(GOLDEN, cfg, sharding_fn=sharding.sharding_fn(rules, mesh, cfg))
+    sharding.attach(model, rules, mesh)
+    tokens, valid = map(jnp.asarray, sampling.left_pad(PROMPTS, length=8))
+    logits = jax.jit(forward)(model, tokens, valid)
+    return specs(model), float(np.max(np.abs(np.asarray(logits) - logits_one)))
 
 
 def main() -> None:
     one = run(params.load_safetensors(GOLDEN))
+    cfg = DecoderConfig.from_dir(GOLDEN)
     rules, mesh = sharding.ShardingRules(), sharding.make_mesh(data=1, fsdp=2, tp=2)
-    model = params.load_safetensors(GOLDEN, sharding_fn=sharding.sharding_fn(rules, mesh))
+    model = params.load_safetensors(GOLDEN, cfg, sharding_fn=sharding.sharding_fn(rules, mesh, cfg))
     sharding.attach(model, rules, mesh)
-    specs = {
-        "/".join(map(str, p)): str(v[...].sharding.spec)
-        for p, v in nnx.to_flat_state(nnx.state(model))
-    }
     four = run(model, rules, mesh)
+    tp4, tp4_err = tensor_parallel_4(rules, cfg, one["logits"])
     out = dict(
         devices=jax.device_count(),
-        specs=specs,
+        specs=specs(model),
+        tp4_specs=tp4,
+        tp4_logits_err=tp4_err,
         logits_err=float(np.max(np.abs(one["logits"] - four["logits"]))),
         tokens_equal=bool(np.array_equal(one["tokens"], four["tokens"])),
         lora_err=max(
@@ -79,6 +107,7 @@ def main() -> None:
         ),
         loss=(one["loss"], four["loss"]),
         logits_sharding=four["logits_sharding"],
+        cache_on_slots=four["cache_on_slots"],
     )
     sys.stdout.write(json.dumps(out) + "\n")
 

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
 from sublim_jax.llm import params, sharding  # noqa: E402
+from sublim_jax.llm.config import DecoderConfig  # noqa: E402
 from sublim_jax.llm.modeling import forward  # noqa: E402
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "qwen2")
@@ -30,7 +31,8 @@ def main(process_id: int, port: int) -> None:
         coordinator_address=f"localhost:{port}", num_processes=2, process_id=process_id
     )
     rules, mesh = sharding.ShardingRules(), sharding.make_mesh(fsdp=2, tp=2)
-    model = params.load_safetensors(GOLDEN, sharding_fn=sharding.sharding_fn(rules, mesh))
+    cfg = DecoderConfig.from_dir(GOLDEN)
+    model = params.load_safetensors(GOLDEN, cfg, sharding_fn=sharding.sharding_fn(rules, mesh, cfg))
     data = np.load(os.path.join(GOLDEN, "expected.npz"))
     tokens, mask = (
         params.place(data[k], sharding.activation(rules, mesh, "tokens", data[k].shape))

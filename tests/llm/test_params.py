@@ -12,7 +12,7 @@ from flax import nnx
 
 pytest.importorskip("safetensors")
 
-from sublim_jax.llm import params
+from sublim_jax.llm import params, training
 from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder, forward
 
@@ -82,3 +82,26 @@ def test_save_load_reproduces_logits(tmp_path, cfg):
     tokens = jax.random.randint(jax.random.key(1), (2, 6), 0, 96, dtype=jnp.int32)
     valid = jnp.ones((2, 6), bool)
     np.testing.assert_array_equal(forward(loaded, tokens, valid), forward(model, tokens, valid))
+
+
+@pytest.mark.parametrize("what", ["full", "lora"])
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_failed_export_leaves_no_partial_or_temporary_file(tmp_path, monkeypatch, what, fail_at):
+    """The ``fail_at``-th rename into place fails: only the files renamed before it exist."""
+    model = Decoder(QWEN2, rngs=nnx.Rngs(0))
+    if what == "lora":
+        training.add_lora(model, training.TrainConfig(lora_rank=2), key=jax.random.key(1))
+    renamed, real_replace = [], os.replace
+
+    def failing_replace(src, dst):
+        if len(renamed) + 1 == fail_at:
+            raise OSError("disk full")
+        real_replace(src, dst)
+        renamed.append(os.path.basename(dst))
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    out = tmp_path / "export"
+    with pytest.raises(OSError, match="disk full"):
+        params.save_safetensors(model, str(out), what=what)
+    assert sorted(os.listdir(out) if out.exists() else []) == renamed
+    assert len(renamed) == fail_at - 1

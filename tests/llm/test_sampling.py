@@ -1,5 +1,6 @@
 """KV-cache decoding against the uncached forward, padding invariance, sampling filters, scores."""
 
+import contextlib
 import os
 
 import jax
@@ -17,6 +18,23 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 ATOL = 1e-5
 PROMPTS = [[5, 17, 33, 8, 41, 9, 60], [70, 12, 3], [44]]
 forward = jax.jit(eager_forward)
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def backend_compiles():
+    """The names of the programs XLA compiles inside the block (a list, filled as they happen)."""
+    compiled = []
+
+    def listen(event: str, duration_secs: float, **meta) -> None:
+        if event == BACKEND_COMPILE:
+            compiled.append(meta.get("fun_name", "?"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield compiled
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +116,22 @@ def test_row_samples_do_not_depend_on_batch_mates(model):
     ).tokens
     np.testing.assert_array_equal(together[1], alone[0])
     assert len({tuple(r) for r in np.asarray(together).tolist()}) == 3
+
+
+def test_repeated_generate_compiles_nothing_new(model):
+    tokens, valid = map(jnp.asarray, sampling.left_pad(PROMPTS[:2], length=9))  # shapes unique here
+    cfg = sampling.SampleConfig(max_new_tokens=3, temperature=0.0)
+    run = lambda: sampling.generate(model, tokens, valid, key=jax.random.key(0), cfg=cfg)  # noqa: E731
+    with backend_compiles() as first:
+        run()
+    jitted = (sampling.prefill, sampling.decode, sampling._zeros)
+    sizes = [f._cache_size() for f in jitted]
+    with backend_compiles() as again:
+        run()
+        run()
+    assert len(first) >= 3, first  # the listener sees compiles: prefill, decode, the zero cache
+    assert again == []
+    assert [f._cache_size() for f in jitted] == sizes
 
 
 def test_filters_keep_the_right_support():

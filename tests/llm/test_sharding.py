@@ -11,6 +11,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from sublim_jax.llm import sharding
+from sublim_jax.llm.config import DecoderConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MESH_ATOL = 1e-5
@@ -19,10 +20,10 @@ MESH_ATOL = 1e-5
 def test_weight_specs_by_kind():
     rules = sharding.ShardingRules()
     assert rules.weight(("embed",)) == P("tp", "fsdp")
-    assert rules.weight(("layers", 3, "attn", "k", "kernel")) == P("fsdp", "tp")
-    assert rules.weight(("layers", 3, "attn", "o", "kernel")) == P("tp", "fsdp")
-    assert rules.weight(("layers", 0, "mlp", "down", "kernel")) == P("tp", "fsdp")
-    assert rules.weight(("layers", 0, "attn", "q", "lora", "lora_b")) == P()
+    assert rules.weight(("layers", "attn", "k", "kernel")) == P(None, "fsdp", "tp")
+    assert rules.weight(("layers", "attn", "o", "kernel")) == P(None, "tp", "fsdp")
+    assert rules.weight(("layers", "mlp", "down", "kernel")) == P(None, "tp", "fsdp")
+    assert rules.weight(("layers", "attn", "q", "lora", "lora_b")) == P(None)
     assert rules.weight(("lm_head", "kernel")) == P("fsdp", "tp")
 
 
@@ -33,6 +34,38 @@ def test_fit_drops_axes_that_do_not_divide():
     )
     assert sharding.fit(P(("data", "fsdp")), (2, 5), mesh) == P(None, None)
     assert sharding.fit(P("tp", "fsdp"), (96, 32), mesh) == P("tp", "fsdp")
+
+
+# 6 query heads and 3 KV heads of 8: every head axis (48 or 24 wide) is even, 3 heads are not.
+HEADS = DecoderConfig.tiny(num_heads=6, num_kv_heads=3, head_dim=8)
+L, D, NH, KH = 2, 32, 48, 24
+
+
+@pytest.mark.parametrize(
+    ("path", "shape", "want"),
+    [
+        (("layers", "attn", "q", "kernel"), (L, D, NH), P(None, "fsdp", "tp")),
+        (("layers", "attn", "k", "kernel"), (L, D, KH), P(None, "fsdp", None)),
+        (("layers", "attn", "v", "bias"), (L, KH), P(None, None)),
+        (("layers", "attn", "o", "kernel"), (L, NH, D), P(None, "tp", "fsdp")),
+        (("layers", "attn", "k", "lora", "lora_b"), (L, 4, KH), P(None, None, None)),
+        (("layers", "mlp", "up", "kernel"), (L, D, 64), P(None, "fsdp", "tp")),
+    ],
+)
+def test_tensor_parallel_never_splits_a_head(path, shape, want):
+    mesh = types.SimpleNamespace(shape=dict(data=1, fsdp=2, tp=2))
+    rules = sharding.ShardingRules(lora_b=P(None, "tp"))
+    assert sharding.weight_spec(rules, mesh, path, shape, HEADS) == want
+
+
+def test_a_sharded_head_axis_needs_the_config():
+    rules, path = sharding.ShardingRules(), ("layers", "attn", "q", "kernel")
+    fsdp_only = types.SimpleNamespace(shape=dict(data=1, fsdp=2, tp=1))
+    assert sharding.weight_spec(rules, fsdp_only, path, (L, D, NH)) == P(None, "fsdp", "tp")
+    with pytest.raises(ValueError, match=r"head axis .* pass the model's DecoderConfig"):
+        sharding.weight_spec(
+            rules, types.SimpleNamespace(shape=dict(data=1, fsdp=1, tp=2)), path, (L, D, NH)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +95,24 @@ def test_mesh_matches_one_device(four_devices):
     assert abs(one - four) <= MESH_ATOL
     batch_on_data = (str(P(("data", "fsdp"), None, "tp")), str(P("fsdp", None, "tp")))
     assert four_devices["logits_sharding"] in batch_on_data
+    assert four_devices["cache_on_slots"]  # new_cache honours the requested sharding
 
 
 def test_mesh_parameters_carry_the_rules(four_devices):
     specs = four_devices["specs"]
     assert specs["embed"] == str(P("tp", "fsdp"))
-    assert specs["layers/1/attn/q/kernel"] == str(P("fsdp", "tp"))
-    assert specs["layers/1/attn/q/bias"] == str(P("tp"))
-    assert specs["layers/0/mlp/down/kernel"] == str(P("tp", "fsdp"))
+    assert specs["layers/attn/q/kernel"] == str(P(None, "fsdp", "tp"))
+    assert specs["layers/attn/q/bias"] == str(P(None, "tp"))
+    assert specs["layers/mlp/down/kernel"] == str(P(None, "tp", "fsdp"))
     assert specs["norm/scale"] in (str(P()), str(P(None)))
+
+
+def test_tensor_parallel_4_keeps_the_2_kv_heads_whole(four_devices):
+    specs = four_devices["tp4_specs"]
+    assert specs["layers/attn/q/kernel"] == str(P(None, "fsdp", "tp"))  # 4 query heads: split
+    assert specs["layers/attn/k/kernel"] == str(P(None, "fsdp", None))  # 2 KV heads: whole
+    assert specs["layers/attn/v/bias"] == str(P(None, None))
+    assert four_devices["tp4_logits_err"] <= MESH_ATOL
 
 
 def test_two_processes_share_one_mesh():

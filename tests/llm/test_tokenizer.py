@@ -15,6 +15,22 @@ TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ bos_token }}assistant: {% endif %}"
 )
 
+# ChatML with Qwen3's switch: ``enable_thinking=False`` opens the answer with an empty think block.
+NO_THINK = (
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}"
+)
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' and loop.last %}" + NO_THINK + "{% endif %}"
+    "{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n" + NO_THINK + "{% endif %}"
+)
+CHAT = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "say the word"},
+    {"role": "assistant", "content": "the word"},
+]
+
 
 @pytest.fixture
 def checkpoint(tmp_path):
@@ -53,3 +69,46 @@ def test_chat_template_renders_messages(checkpoint):
 def test_missing_tokenizer_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no tokenizer\.json"):
         Tokenizer.from_dir(str(tmp_path))
+
+
+def test_template_keywords_reach_the_template(checkpoint):
+    tok = Tokenizer.from_dir(str(checkpoint))
+    tok.chat_template = CHATML
+    user = CHAT[1:2]
+    plain = tok.apply_chat_template(user)
+    assert plain == "<|im_start|>user\nsay the word<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.apply_chat_template(user, enable_thinking=False) == plain + "<think>\n\n</think>\n\n"
+    assert tok.encode_chat(user, enable_thinking=False) == tok.encode(
+        plain + "<think>\n\n</think>\n\n"
+    )
+
+
+@pytest.mark.parametrize("thinking", [{}, {"enable_thinking": False}])
+def test_sft_pair_splits_the_conversation_at_the_generation_prompt(checkpoint, thinking):
+    tok = Tokenizer.from_dir(str(checkpoint))
+    tok.chat_template = CHATML
+    prompt, completion = tok.sft_pair(CHAT, **thinking)
+    assert prompt == tok.encode_chat(CHAT[:-1], **thinking)
+    full = tok.apply_chat_template(CHAT, add_generation_prompt=False, **thinking)
+    assert prompt + completion == tok.encode(full)
+    assert tok.decode(completion, skip_special=False) == "the word<|im_end|>\n"
+    assert completion[-2] == tok.tok.token_to_id("<|im_end|>") == tok.eos_ids[0]
+
+
+def test_sft_pair_refuses_a_template_that_is_not_prefix_consistent(checkpoint):
+    tok = Tokenizer.from_dir(str(checkpoint))  # TEMPLATE: "assistant: " + "the" tokenizes as "Ġthe"
+    with pytest.raises(ValueError, match="not prefix-consistent"):
+        tok.sft_pair(CHAT)
+    tok.chat_template = CHATML.replace("<|im_start|>assistant\n", "<|im_start|>assistant:\n")
+    with pytest.raises(ValueError, match="not prefix-consistent"):
+        tok.sft_pair(CHAT)
+
+
+def test_sft_pair_needs_a_final_assistant_turn_ending_its_turn(checkpoint):
+    tok = Tokenizer.from_dir(str(checkpoint))
+    tok.chat_template = CHATML
+    with pytest.raises(ValueError, match="last message must be the assistant"):
+        tok.sft_pair(CHAT[:-1])
+    tok.chat_template = CHATML.replace("<|im_end|>", "")
+    with pytest.raises(ValueError, match="no end-of-turn token"):
+        tok.sft_pair(CHAT)

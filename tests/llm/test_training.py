@@ -7,6 +7,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -18,6 +19,7 @@ from sublim_jax.llm.sampling import pack
 CFG = DecoderConfig.tiny(architecture="Qwen2ForCausalLM", qkv_bias=True)
 PROMPTS = [[5, 17, 33], [70, 12], [44, 2, 9, 8], [3]]
 COMPLETIONS = [[8, 41, 1], [3, 9, 1], [60, 61, 1], [7, 7, 1]]
+UNEQUAL = [[8], [3, 9, 1, 4, 5], [60, 61], [7, 7, 1, 2, 3, 4, 5]]  # 1, 5, 2, 7 completion tokens
 
 
 def lora_model(cfg: training.TrainConfig) -> Decoder:
@@ -34,7 +36,7 @@ def test_zero_init_lora_equals_base_model():
         forward(base, batch.tokens, batch.valid),
     )
     lora = nnx.state(adapted, nnx.LoRAParam)
-    assert len(jax.tree.leaves(lora)) == 2 * 7 * CFG.num_layers
+    assert [x.shape[0] for x in jax.tree.leaves(lora)] == [CFG.num_layers] * 2 * 7  # stacked
 
 
 def test_unknown_target_is_rejected():
@@ -86,12 +88,37 @@ def test_loss_decreases_when_overfitting(rank, ratio):
     assert training.train_step._cache_size() == compiled + 1  # compiled once, reused
 
 
+def test_accumulation_gives_the_big_batch_loss_and_gradient():
+    """Two micro-batches with 6 and 9 completion tokens weigh as one batch of all four rows."""
+    groups = ((0, 1), (2, 3))  # one micro-batch shape: one compile
+    cfg = training.TrainConfig(lora_rank=0)
+    optimizer = training.accumulate(optax.sgd(1.0), len(groups))  # params - mean gradient
+    graphdef, frozen, state = training.init(Decoder(CFG, rngs=nnx.Rngs(0)), cfg, optimizer)
+    before = jax.tree.map(np.asarray, state.params)
+    big = pack(PROMPTS, UNEQUAL)
+    mean_loss = lambda p: training.loss_fn(p, frozen, graphdef, big)[1]["loss"]  # noqa: E731
+    want_loss, want_grads = jax.jit(jax.value_and_grad(mean_loss))(state.params)
+    losses, counts = [], []
+    for i, rows in enumerate(groups):
+        micro = pack([PROMPTS[r] for r in rows], [UNEQUAL[r] for r in rows])
+        state, metrics = training.train_step(graphdef, optimizer, state, frozen, micro)
+        losses.append(float(metrics["loss"]))
+        counts.append(float(metrics["tokens"]))
+        if i < len(groups) - 1:  # no update before the window closes
+            jax.tree.map(np.testing.assert_array_equal, state.params, before)
+    np.testing.assert_allclose(np.dot(losses, counts) / sum(counts), want_loss, rtol=1e-6)
+    got_grads = jax.tree.map(lambda b, a: b - np.asarray(a), before, state.params)
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7), got_grads, want_grads
+    )
+
+
 def test_gradient_accumulation_equals_one_big_batch():
     one = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0)
     two = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0, accum_steps=2)
     full, halves = (
-        pack(PROMPTS, COMPLETIONS),
-        [pack(PROMPTS[:2], COMPLETIONS[:2]), pack(PROMPTS[2:], COMPLETIONS[2:])],
+        pack(PROMPTS, UNEQUAL),
+        [pack(PROMPTS[:2], UNEQUAL[:2]), pack(PROMPTS[2:], UNEQUAL[2:])],
     )
     results = []
     for cfg, batches in ((one, [full]), (two, halves)):

@@ -1,0 +1,104 @@
+"""Decoder structure: prefill's head on the last position, programs that do not grow with depth.
+
+Compiled or lowered from shapes (``nnx.eval_shape``), except the numerical checks of prefill
+and of remat against the full forward pass of a random tiny decoder.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sublim_jax.llm import sampling
+from sublim_jax.llm.config import DecoderConfig
+from sublim_jax.llm.modeling import Decoder, KVCache
+from sublim_jax.llm.modeling import forward as eager_forward
+
+CFG = DecoderConfig.tiny(architecture="Qwen2ForCausalLM", qkv_bias=True)
+PROMPTS = [[5, 17, 33, 8, 41, 9, 60], [70, 12, 3], [44]]
+ATOL = 1e-5
+DEPTH_GROWTH = 1.2  # lowered program size, 28 layers over 4 layers
+forward = jax.jit(eager_forward)
+
+
+def abstract_sampler_args(cfg: DecoderConfig, batch: int, prompt: int, new: int):
+    """``graphdef, state`` and the shape-only arguments of ``prefill`` and ``decode``."""
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))
+    cache = jax.eval_shape(lambda: KVCache.zeros(cfg, batch, prompt + new))
+    tokens = jax.ShapeDtypeStruct((batch, prompt), jnp.int32)
+    valid = jax.ShapeDtypeStruct((batch, prompt), jnp.bool_)
+    logits = jax.ShapeDtypeStruct((batch, cfg.vocab_size), jnp.float32)
+    pos = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    kv_valid = jax.ShapeDtypeStruct((batch, prompt + new), jnp.bool_)
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), batch))
+    return graphdef, state, (tokens, valid, cache), (logits, cache, pos, kv_valid, keys)
+
+
+def test_prefill_logits_are_the_forward_pass_at_the_last_position():
+    model = Decoder(CFG, rngs=nnx.Rngs(0))
+    tokens, valid = map(jnp.asarray, sampling.left_pad(PROMPTS, length=8))
+    cache = KVCache.zeros(CFG, len(PROMPTS), 8 + 4)
+    logits_BxV, _, pos_B, _ = sampling.prefill(*nnx.split(model), tokens, valid, cache)
+    full_BxTxV = forward(model, tokens, valid)
+    assert logits_BxV.shape == (len(PROMPTS), CFG.vocab_size)
+    np.testing.assert_allclose(logits_BxV, full_BxTxV[:, -1], atol=ATOL)
+    np.testing.assert_array_equal(pos_B, [len(p) for p in PROMPTS])
+
+
+def prefill_flops(cfg: DecoderConfig, batch: int, prompt: int) -> float:
+    graphdef, state, args, _ = abstract_sampler_args(cfg, batch, prompt, 4)
+    cost = sampling.prefill.lower(graphdef, state, *args).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+
+def test_prefill_head_is_a_BxV_product_not_BxTxV():
+    """Growing the vocabulary by ``dV`` adds ``2*B*D*dV`` flops (``B*T`` rows would add T times)."""
+    B, T, dV = 2, 64, 3584
+    small, large = (dataclasses.replace(CFG, vocab_size=v) for v in (512, 512 + dV))
+    added = prefill_flops(large, B, T) - prefill_flops(small, B, T)
+    one_row_each = 2 * B * CFG.hidden_size * dV
+    assert 0.5 * one_row_each <= added <= 1.5 * one_row_each, (added, one_row_each)
+
+
+def lowered_sizes(num_layers: int) -> tuple[int, int]:
+    """Characters of the lowered prefill and decode programs (deterministic, unlike timing)."""
+    cfg = dataclasses.replace(CFG, num_layers=num_layers)
+    graphdef, state, pre, dec = abstract_sampler_args(cfg, 2, 8, 4)
+    prefill = sampling.prefill.lower(graphdef, state, *pre)
+    decode = sampling.decode.lower(graphdef, state, *dec, cfg=sampling.SampleConfig(4))
+    return len(prefill.as_text()), len(decode.as_text())
+
+
+def test_programs_do_not_grow_with_depth():
+    """The blocks run under one scan: 28 layers lower to (almost) the text of 4 layers."""
+    for shallow, deep in zip(lowered_sizes(4), lowered_sizes(28), strict=True):
+        assert deep <= DEPTH_GROWTH * shallow, (shallow, deep)
+
+
+def primitives(jaxpr) -> list[str]:
+    """Every equation's primitive name, nested programs (jit, scan and remat bodies) included."""
+    names = []
+    for eqn in jaxpr.eqns:
+        names.append(eqn.primitive.name)
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)  # a ClosedJaxpr's Jaxpr
+            if hasattr(inner, "eqns"):
+                names += primitives(inner)
+    return names
+
+
+def test_remat_checkpoints_the_one_scanned_block():
+    tokens, valid = map(jnp.asarray, sampling.left_pad(PROMPTS, length=8))
+    deep = dataclasses.replace(CFG, num_layers=4)
+    plain = Decoder(deep, rngs=nnx.Rngs(0))
+    remat = Decoder(dataclasses.replace(deep, remat=True), rngs=nnx.Rngs(0))
+    counts = []
+    for model in (plain, remat):
+        names = primitives(jax.make_jaxpr(eager_forward)(model, tokens, valid).jaxpr)
+        counts.append(
+            (names.count("scan"), sum(n.startswith(("remat", "checkpoint")) for n in names))
+        )
+    assert counts == [(1, 0), (1, 1)]
+    np.testing.assert_array_equal(forward(remat, tokens, valid), forward(plain, tokens, valid))
