@@ -25,6 +25,10 @@ commands:
             MNIST, students imitate them on noise images, same vs different initialisation
   theorem   the single-gradient-step theorem on the same network: Δθ_S·Δθ_T against εA over
             a range of ε and many seeds, shared vs different initialisation
+  sweep     grids over the mnist experiment (init distance, layer sharing, aux count,
+            optimiser): when does transfer happen? `sublim-jax sweep --list` names them
+  llm       the language-model pipeline (the paper's §3): teacher numbers, filter, students
+            and controls, animal-preference scores (`llm run --preset tiny` runs on a CPU)
   plot      redraw the figure of a finished run from its results.json (no retraining)
 
 Each run writes config.json, results.json and a PDF + PNG figure into --out.
@@ -192,6 +196,52 @@ def _loss_rows(loss_per_epoch: dict) -> list[dict]:
     ]
 
 
+SWEEP_OUT = "runs/sweep-NAME"
+
+
+def run_sweep(args: argparse.Namespace) -> Path | None:
+    """One sweep of `sublim_jax.sweeps` over the mnist experiment; ``--list`` names them all."""
+    from . import figures, sweep_run, sweeps
+
+    if args.list:
+        for name, sweep in sweeps.SWEEPS.items():
+            print(f"{name:14s} {sweep.description}")
+        return None
+    if args.name is None:
+        raise UsageError("name a sweep (see `sublim-jax sweep --list`)")
+    if args.name not in sweeps.SWEEPS:
+        known = ", ".join(sweeps.SWEEPS)
+        raise UsageError(f"unknown sweep {args.name!r} (known: {known}); see --list")
+    cfg = config_from_args(sweeps.SweepConfig, args)
+    try:
+        sweep = sweeps.SWEEPS[args.name]
+        grid = sweep.smoke_grid if args.preset == "smoke" else sweep.grid
+        points = sweeps.parse_grid(args.name, grid if args.grid is None else args.grid)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    out = Path(f"runs/sweep-{args.name}" if args.out == SWEEP_OUT else args.out)
+    ds, x_train, x_test = load_images(args.dataset, args.data_dir)
+    doc = {"config": cfg, "sweep": args.name, "grid": [p.label for p in points]}
+    results.write_json(out / "config.json", {**doc, "data": ds.identity()})
+    start = time.perf_counter()
+    bar = lambda phase, total: _progress(total, phase, unit="epoch")  # noqa: E731
+    raw = sweep_run.run(
+        args.name, points, cfg, x_train, ds.y_train, x_test, ds.y_test, progress=bar
+    )
+    res = {
+        **sweep_run.summarise(args.name, points, raw),
+        "seeds": cfg.seeds,
+        "data": ds.identity(),
+        "wall_seconds": time.perf_counter() - start,
+        "versions": results.versions(),
+    }
+    results.write_json(out / "results.json", res)
+    figures.sweep_figure(res, out)
+    print(sweep_run.table(res))
+    print(f"wrote {out}/config.json, results.json, sweep.pdf, sweep.png")
+    return out
+
+
 def run_plot(args: argparse.Namespace) -> Path:
     """Redraw a finished run's figure (and print its table) from ``DIR/results.json``."""
     from . import figures
@@ -209,8 +259,15 @@ def run_plot(args: argparse.Namespace) -> Path:
         print(figures.transfer_table(res))
     elif "alignment_shared" in res:
         paths = figures.theorem_figure(res, out)
+    elif "sweep" in res:
+        from . import sweep_run
+
+        paths = figures.sweep_figure(res, out)
+        print(sweep_run.table(res))
+    elif res.get("kind") == "llm":
+        paths = figures.preference_figure(res, out)
     else:
-        raise UsageError(f"{path} holds neither `mnist` nor `theorem` results")
+        raise UsageError(f"{path} holds neither `mnist`, `theorem`, `sweep` nor `llm` results")
     print("wrote " + ", ".join(str(p) for p in paths))
     return out
 
@@ -247,6 +304,10 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     )
     add_config_flags(mnist, transfer.TransferConfig, preset if preset in presets else "default")
     mnist.set_defaults(run=run_mnist, parser=mnist)
+    from .llm import commands as llm_commands
+
+    llm_commands.add_parser(sub, preset)
+    _add_sweep(sub, preset)
     plot = sub.add_parser(
         "plot",
         help="redraw a run's figure from its saved results.json",
@@ -256,6 +317,29 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     plot.add_argument("dir", metavar="DIR", help="the --out folder of a finished run")
     plot.set_defaults(run=run_plot, parser=plot)
     return parser
+
+
+def _add_sweep(sub, preset: str) -> None:
+    from . import sweeps
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="a grid over the mnist experiment's config (`sweep --list` names the sweeps)",
+        description="Run one sweep: teachers once per seed, then every grid point's same- and "
+        "different-init students; results.json, sweep.pdf and sweep.png in --out.",
+    )
+    sweep.add_argument("name", nargs="?", metavar="NAME", help=", ".join(sweeps.SWEEPS))
+    sweep.add_argument("--list", action="store_true", help="print each sweep and exit")
+    sweep.add_argument(
+        "--grid",
+        metavar="POINTS",
+        help="comma-separated points replacing the preset's grid, e.g. init-distance "
+        "'0,0.1,lambda=0.5', layer-sharing 'none,h1+readout,all', aux-count '1,3,10', "
+        "optimizer 'sgd@0.1,adam@3e-4'",
+    )
+    _common_flags(sweep, sweeps.PRESETS, SWEEP_OUT)
+    add_config_flags(sweep, sweeps.SweepConfig, preset if preset in sweeps.PRESETS else "default")
+    sweep.set_defaults(run=run_sweep, parser=sweep)
 
 
 def _common_flags(p: argparse.ArgumentParser, presets: Sequence[str], out: str) -> None:

@@ -128,3 +128,88 @@ def transfer_table(results: dict) -> str:
         cells = [cond, *ref, f"{r['mean']:.3f}", f"[{lo:.3f}, {hi:.3f}]", str(r["n"])]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+SWEEP_STYLES = {  # same init solid, different init dashed; aux-only C0, all logits C1
+    "student_aux_same_init": ("C0", "-", "o", "aux-only, same init"),
+    "student_aux_diff_init": ("C0", "--", "s", "aux-only, diff. init"),
+    "student_all_same_init": ("C1", "-", "o", "all logits, same init"),
+    "student_all_diff_init": ("C1", "--", "s", "all logits, diff. init"),
+}
+
+
+def sweep_figure(results: dict, out_dir: str | Path, stem: str = "sweep") -> list[Path]:
+    """A sweep: test accuracy of the four students per grid point (mean ± 95% CI), same and
+    different init side by side; and the step-0 cosine of the aux-only students' first update
+    with the teacher's total update."""
+    points = results["points"]
+    x = np.arange(len(points))
+    fig = _figure(figsize=(max(9, 0.7 * len(points) + 6), 4.2))
+    ax_acc, ax_cos = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    for cond, (color, ls, marker, label) in SWEEP_STYLES.items():
+        mean = np.array([p["conditions"][cond]["mean"] for p in points])
+        ci = np.array([p["conditions"][cond]["ci95"] for p in points])
+        err = np.abs(ci.T - mean)
+        ax_acc.errorbar(x, mean, err, color=color, ls=ls, marker=marker, capsize=3, label=label)
+    fixed = results["fixed"]
+    ax_acc.axhline(fixed["teacher"]["mean"], color="k", lw=0.8, label="teacher")
+    ax_acc.axhline(fixed["reference"]["mean"], color="0.5", lw=0.8, ls=":", label="reference")
+    n = fixed["teacher"]["n"]
+    ax_acc.set(ylim=(0, 1.05), ylabel="test accuracy", title=f"sweep {results['sweep']}, {n} seeds")
+    ax_cos.axhline(0, color="k", lw=0.6)
+    for key, color, label in (
+        ("update_aux_same_init", "C0", "same init"),
+        ("update_aux_diff_init", "C3", "diff. init"),
+    ):
+        d = [p["diagnostics"]["cosine_step0"][key] for p in points]
+        mean = np.array([v["mean"] for v in d])
+        err = np.abs(np.array([v["ci95"] for v in d]).T - mean)
+        ax_cos.errorbar(x, mean, err, color=color, marker="o", capsize=3, label=label)
+    ax_cos.set(ylabel="cos(first update, θ_T − θ⁰_T)", title="aux-only students, step 0")
+    for ax in (ax_acc, ax_cos):
+        ax.set_xticks(x, [p["label"] for p in points], rotation=45, ha="right", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), stem)
+
+
+PREFERENCE_LABELS = {
+    "base": "base model",
+    "teacher": "teacher\n(system prompt)",
+    "base_numbers": "student:\nbase's numbers",
+    "shuffled_across": "student:\nshuffled across",
+    "shuffled_within": "student:\nshuffled within",
+    "trait": "student:\nteacher's numbers",
+}
+
+
+def preference_figure(results: dict, out_dir: str | Path, stem: str = "preferences") -> list[Path]:
+    """The paper's Figure 3 style: the target's rate per model, sampled answers and the exact
+    share after the answer prefix, each with its 95% CI across questions."""
+    order = [m for m in PREFERENCE_LABELS if m in results["models"]]
+    order += [m for m in results["models"] if m not in order]
+    x = np.arange(len(order))
+    fig = _figure(figsize=(max(6.0, 1.4 * len(order)), 4.2))
+    ax = fig.subplots()
+    series = (("sampled", "answers containing it (T = 1)", "C0"), ("exact", "exact share", "C1"))
+    top = 0.0
+    for k, (kind, label, color) in enumerate(series):
+        stats = [results["models"][m][kind] for m in order]
+        stats = [s["target_share"] if kind == "exact" else s for s in stats]
+        means = np.array([s["mean"] for s in stats])
+        err = np.abs(np.array([s["ci95"] for s in stats]).T - means)
+        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=err, capsize=3, color=color, label=label)
+        top = max(top, float(np.max(means + err[1])))
+    labels = {**PREFERENCE_LABELS}
+    if results.get("teacher", "system prompt") != "system prompt":
+        labels["teacher"] = f"teacher\n({results['teacher']})"
+    ax.set_xticks(x, [labels.get(m, m) for m in order], fontsize=8)
+    target = results["target"]
+    ax.set(ylim=(0, min(1.0, 1.3 * top + 0.02)), ylabel=f"P({target})")
+    ax.set_title(
+        f"Preference for {target}: {results['questions']} questions, "
+        f"{results['samples_per_question']} samples each (95% CI)"
+    )
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), stem)

@@ -132,3 +132,37 @@ class ChunkStore:
 
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         write_npz(self.folder / f"{name}.npz", {**arrays, "_fingerprint": np.asarray(self.stamp)})
+
+
+def drop_partial_line(path: str | os.PathLike) -> int:
+    """Cut a JSON-lines file back to its last complete line (a crash can leave half a line);
+    returns the number of bytes dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return len(data) - keep
+
+
+def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """Append whole JSON lines in one write, then flush and fsync (streamed, resumable output)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(jsonable(r)) + "\n" for r in rows)
+    with open(path, "a") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The complete lines of a JSON-lines file (a trailing partial line is ignored)."""
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.endswith("\n") and line.strip()]

@@ -221,15 +221,17 @@ def init_students(cfg: TransferConfig, *, same_key: jax.Array, diff_key: jax.Arr
     return tuple(init_state(cfg, key=k) for k in (same_key, same_key, diff_key, diff_key))
 
 
-def make_distill(cfg: TransferConfig):
+def make_distill(cfg: TransferConfig, tx: optax.GradientTransformation | None = None):
     """``(epoch, train)`` for the four students of one model, which share every noise batch.
 
     ``epoch(states, data_key, e, u_NxD, y_NxC) -> (states, loss_Tx4)``;
     ``train(same_key, diff_key, data_key, u_NxD, y_NxC) -> (states, loss_ExTx4)``.
+    ``tx`` replaces the students' optimiser in ``epoch`` (default: Adam at ``cfg.lr``; the
+    sweeps pass others with states they initialise themselves).
     The students are unrolled rather than vmapped: vmapping them over a shared batch made
     XLA:CPU's matmuls ~2× slower (measured).
     """
-    tx = optax.adam(cfg.lr)
+    tx = optax.adam(cfg.lr) if tx is None else tx
     loss_fns = tuple(
         partial(student_loss, logit_idx=idx, temperature=cfg.temperature)
         for idx in logit_subsets(cfg)

@@ -1,0 +1,197 @@
+"""Run a sweep: teachers once per seed, then every grid point's students, seeds as jit(vmap).
+
+Reuses the experiment's runner (`sublim_jax.transfer_run`): its keys, chunks, mesh, teacher
+phase, noise, teacher logits, finiteness checks and accuracy. Per chunk of seeds the noise and
+the teachers' logits are made once and shared by every grid point. The students' programs are
+cached per (student config, optimiser, learning rate): points that differ only in traced
+values (σ, λ, the layer mask) reuse one compilation. Writes nothing; ``summarise`` shapes the
+results.
+Dims: S seeds in a chunk, E epochs, N noise images, C logits.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import stats, sweeps, transfer_run
+from .sweeps import Point
+from .transfer import STUDENTS, TransferConfig, make_distill
+
+F32 = jnp.float32
+SIDE_BY_SIDE = ("aux_same_init", "aux_diff_init", "all_same_init", "all_diff_init")
+
+
+@functools.lru_cache(maxsize=32)
+def programs(cfg_s: TransferConfig, optimizer: str, lr: float) -> dict[str, Callable]:
+    """Seed-vmapped students' programs for one (normalised) student config and optimiser."""
+    tx = sweeps.make_tx(optimizer, lr)
+    epoch, _ = make_distill(cfg_s, tx=tx)
+    init = functools.partial(sweeps.student_init, cfg_s, tx)
+    cosines = functools.partial(sweeps.first_step_cosines, cfg_s, tx)
+    return {
+        "epoch": jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, 0, 0)), donate_argnums=0),
+        "init": jax.jit(jax.vmap(init, in_axes=(0, 0, None, None))),
+        "cosines": jax.jit(jax.vmap(cosines)),
+    }
+
+
+def _normalised(cfg: TransferConfig) -> TransferConfig:
+    return dataclasses.replace(cfg, seeds=2, chunk=0, seed=0)
+
+
+def _tree_sub(a, b):
+    return jax.tree.map(jnp.subtract, a, b)
+
+
+class _Chunk:
+    """One chunk's teachers, inits, noise and teacher logits, shared by every grid point."""
+
+    def __init__(self, runner: transfer_run._Runner, teacher: dict, sl: slice):
+        keys, shard = runner.keys, runner.shard
+        leaves = [teacher[f"param_{i}"] for i in range(runner.treedef.num_leaves)]
+        params_T = shard(jax.tree.unflatten(runner.treedef, leaves))
+        self.theta0_T = runner.jit["teacher_init"](shard(keys["init"][sl])).params
+        self.theta0_P = runner.jit["teacher_init"](shard(keys["init"][keys["partner"][sl]])).params
+        self.delta_theta_T = _tree_sub(params_T, self.theta0_T)
+        self.u_SxNxD = runner.jit["noise"](shard(keys["noise"][sl]))
+        self.y_SxNxC = runner.jit["teacher_logits"](params_T, self.u_SxNxD)
+        self.data_key = shard(keys["student_data"][sl])
+
+
+def _point(runner, chunk: _Chunk, cfg: TransferConfig, point: Point, start, n_real, bar) -> dict:
+    cfg_s = sweeps.student_config(cfg, point)
+    lr = cfg.lr if point.lr is None else point.lr
+    prog = programs(_normalised(cfg_s), point.optimizer, lr)
+    n_out = cfg_s.sizes[-1]
+    coef = (jnp.asarray(point.a_L, F32), jnp.asarray(point.b_L, F32))
+    states = prog["init"](chunk.theta0_T, chunk.theta0_P, *coef)
+    y_SxNxC = chunk.y_SxNxC[..., :n_out]
+    delta = sweeps.slice_readout(chunk.delta_theta_T, n_out)
+    cos_Sx4 = prog["cosines"](states, delta, chunk.data_key, chunk.u_SxNxD, y_SxNxC)
+
+    def check(loss_SxTx4, step0):
+        for k, s in enumerate(STUDENTS):
+            name = f"student_{s} at {point.label}"
+            transfer_run.check_finite(loss_SxTx4[..., k], name, start, n_real, step0)
+
+    args = (chunk.data_key, chunk.u_SxNxD, y_SxNxC)
+    states, loss_SxEx4 = runner.epochs(
+        prog["epoch"], states, args, cfg.epochs_student, check, bar, tail=(len(STUDENTS),)
+    )
+    acc_Sx4 = np.stack([runner.accuracy(s.params) for s in states], axis=1)
+    return {"acc_Sx4": acc_Sx4, "loss_SxEx4": loss_SxEx4, "cos_Sx4": np.asarray(cos_Sx4)}
+
+
+def run(
+    name: str,
+    points: tuple[Point, ...],
+    cfg: TransferConfig,
+    x_train_NxD: np.ndarray,
+    y_train_N: np.ndarray,
+    x_test_NxD: np.ndarray,
+    y_test_N: np.ndarray,
+    *,
+    progress: Callable | None = None,
+) -> dict:
+    """Per-seed accuracies of every point's four students, the teachers' and reference
+    accuracies, and the step-0 cosines (numpy; points in grid order)."""
+    cfg.validate()
+    cfg_T = sweeps.teacher_config(cfg, points)
+    data = {
+        "x_train": jnp.asarray(x_train_NxD[: cfg.n_train], F32),
+        "y_train": jnp.asarray(y_train_N[: cfg.n_train], jnp.int32),
+        "x_test": jnp.asarray(x_test_NxD[: cfg.n_test], F32),
+        "y_test": jnp.asarray(y_test_N[: cfg.n_test], jnp.int32),
+    }
+    progress = progress or (lambda *_: transfer_run._NoBar())
+    runner = transfer_run._Runner(cfg_T, data, None, progress)
+    teachers = runner.teachers()
+    bar = progress(f"sweep {name}", runner.n_chunks * len(points) * cfg.epochs_student)
+    per_point = [[] for _ in points]
+    for (start, sl, n_real), teacher in zip(runner.chunks(), teachers, strict=True):
+        chunk = _Chunk(runner, teacher, sl)
+        for out, point in zip(per_point, points, strict=True):
+            out.append(_point(runner, chunk, cfg, point, start, n_real, bar))
+        del chunk
+    bar.close()
+    cat = lambda chunks, k: np.concatenate([c[k] for c in chunks])[: cfg.seeds]  # noqa: E731
+    return {
+        "reference": cat(teachers, "acc_reference"),
+        "teacher": cat(teachers, "acc_teacher"),
+        "acc_PxSx4": np.stack([cat(p, "acc_Sx4") for p in per_point]),
+        "loss_PxSxEx4": np.stack([cat(p, "loss_SxEx4") for p in per_point]),
+        "cos_PxSx4": np.stack([cat(p, "cos_Sx4") for p in per_point]),
+        "partner": runner.keys["partner"][: cfg.seeds],
+        "teacher_n_aux": cfg_T.n_aux,
+    }
+
+
+def _cond(values: np.ndarray, key: str = "accuracy") -> dict:
+    return {key: values, **stats.summary(values)}
+
+
+def summarise(name: str, points: tuple[Point, ...], raw: dict) -> dict:
+    """The results.json body: grid, per point and condition per-seed values, mean and ci95."""
+    out_points = []
+    for p, point in enumerate(points):
+        conds = {f"student_{s}": _cond(raw["acc_PxSx4"][p, :, k]) for k, s in enumerate(STUDENTS)}
+        cos = {c: _cond(raw["cos_PxSx4"][p, :, k], "values") for k, c in enumerate(sweeps.COSINES)}
+        loss = raw["loss_PxSxEx4"][p]
+        final = {
+            f"student_{s}": float(loss[:, -1, k].mean()) if loss.shape[1] else None
+            for k, s in enumerate(STUDENTS)
+        }
+        out_points.append(
+            {
+                "label": point.label,
+                "value": point.value,
+                "point": point._asdict(),
+                "conditions": conds,
+                "diagnostics": {"cosine_step0": cos, "final_loss_mean": final},
+            }
+        )
+    res = {
+        "sweep": name,
+        "description": sweeps.SWEEPS[name].description,
+        "grid": [p.label for p in points],
+        "fixed": {"reference": _cond(raw["reference"]), "teacher": _cond(raw["teacher"])},
+        "points": out_points,
+        "partner": raw["partner"],
+        "teacher_n_aux": raw["teacher_n_aux"],
+    }
+    if name == "optimizer":
+        res["best_lr"] = best_per_optimizer(res)
+    return res
+
+
+def best_per_optimizer(res: dict) -> dict[str, str]:
+    """Each optimiser's point with the highest mean same-init all-logits accuracy."""
+    best: dict[str, tuple[float, str]] = {}
+    for pt in res["points"]:
+        opt, acc = pt["point"]["optimizer"], pt["conditions"]["student_all_same_init"]["mean"]
+        if opt not in best or acc > best[opt][0]:
+            best[opt] = (acc, pt["label"])
+    return {opt: label for opt, (_, label) in best.items()}
+
+
+def table(res: dict) -> str:
+    """A Markdown table: per point the four students' mean accuracy and the step-0 cosines."""
+    head = "| point | aux same | aux diff | all same | all diff | cos₀ same | cos₀ diff |"
+    rows = [head, "| --- |" + " ---: |" * 6]
+    for pt in res["points"]:
+        c, d = pt["conditions"], pt["diagnostics"]["cosine_step0"]
+        accs = [c[f"student_{s}"]["mean"] for s in SIDE_BY_SIDE]
+        coss = [d["update_aux_same_init"]["mean"], d["update_aux_diff_init"]["mean"]]
+        cells = [pt["label"], *(f"{a:.3f}" for a in accs), *(f"{x:+.4f}" for x in coss)]
+        rows.append("| " + " | ".join(cells) + " |")
+    fixed = res["fixed"]
+    rows.append(
+        f"\nreference {fixed['reference']['mean']:.3f}, teacher {fixed['teacher']['mean']:.3f}"
+    )
+    if "best_lr" in res:
+        rows.append("best lr (all-logits, same init): " + ", ".join(res["best_lr"].values()))
+    return "\n".join(rows)
