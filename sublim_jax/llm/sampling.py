@@ -9,7 +9,7 @@ with ``fold_in(fold_in(key, row_ids[b]), t)``, so a row's sample does not depend
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import jax
@@ -209,3 +209,34 @@ def generate(
     row_keys_B = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, row_ids_B)
     samples, _ = decode(graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, cfg)
     return samples
+
+
+def generate_fixed(
+    model: Decoder,
+    prompts: Sequence[Sequence[int]],
+    row_ids: Sequence[int],
+    *,
+    key: jax.Array,
+    cfg: SampleConfig,
+    batch: int,
+    length: int,
+) -> Iterator[list[np.ndarray]]:
+    """Continuations of many prompts in batches of exactly ``batch`` rows and ``length`` prompt
+    slots (the last batch repeats its final row), so the sampler compiles once; prompt ``r``
+    samples with ``fold_in(key, row_ids[r])`` whichever batch it lands in, so a resumed or
+    re-batched run draws the same tokens. Yields each batch's real rows' tokens."""
+    for start in range(0, len(prompts), batch):
+        n = min(batch, len(prompts) - start)
+        idx = [*range(start, start + n), *[start + n - 1] * (batch - n)]
+        tokens_BxT, valid_BxT = left_pad([prompts[i] for i in idx], cfg.pad_id, length)
+        rows_B = jnp.asarray([row_ids[i] for i in idx], jnp.int32)
+        out = generate(
+            model,
+            jnp.asarray(tokens_BxT),
+            jnp.asarray(valid_BxT),
+            key=key,
+            cfg=cfg,
+            row_ids_B=rows_B,
+        )
+        toks_BxN, lens_B = np.asarray(out.tokens), np.asarray(out.lengths)
+        yield [toks_BxN[b, : lens_B[b]] for b in range(n)]

