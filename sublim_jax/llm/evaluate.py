@@ -26,7 +26,10 @@ from sublim_jax.llm.sampling import (
     Batch,
     SampleConfig,
     generate_fixed,
+    left_pad,
+    new_cache,
     pack,
+    prefill,
     token_logprobs,
 )
 from sublim_jax.llm.tokenizer import Tokenizer
@@ -166,6 +169,48 @@ def score_rows(
     return np.concatenate(out)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "T"))
+def _form_logprob(graphdef, state, cache, logits_QxV, pos_Q, kv_valid_QxS, form_F, T: int):
+    """``log p(form | prompt)`` per prompt from a prefilled cache: the first token from the
+    prompt's last logits, the others by one cached forward pass over the form (slots T…)."""
+    logp_Q = jax.nn.log_softmax(logits_QxV)[:, form_F[0]]
+    F1 = form_F.shape[0] - 1
+    if F1 == 0:
+        return logp_Q
+    Q = logits_QxV.shape[0]
+    tokens_QxF1 = jnp.broadcast_to(form_F[:-1], (Q, F1))
+    positions_QxF1 = pos_Q[:, None] + jnp.arange(F1, dtype=pos_Q.dtype)[None, :]
+    kv_valid_QxS = kv_valid_QxS.at[:, T : T + F1].set(True)
+    logits_QxF1xV, _ = nnx.merge(graphdef, state)(
+        tokens_QxF1, positions_QxF1, kv_valid_QxS, cache, T
+    )
+    logp_QxF1xV = jax.nn.log_softmax(logits_QxF1xV)
+    next_QxF1 = jnp.broadcast_to(form_F[1:], (Q, F1))
+    return logp_Q + jnp.take_along_axis(logp_QxF1xV, next_QxF1[..., None], axis=2)[..., 0].sum(1)
+
+
+def form_logprobs(
+    model: Decoder,
+    prompts_Q: Sequence[Sequence[int]],
+    forms: Sequence[Sequence[int]],
+    pad_id: int,
+) -> np.ndarray:
+    """``log p(form | prompt)`` for every prompt and form, ``Q x F``: each prompt is prefilled
+    once and every form is scored from its KV cache (a full forward pass per (prompt, form)
+    row, as `score_rows` does, costs ~Q·F prompt passes instead of Q)."""
+    tokens_QxT, valid_QxT = left_pad(prompts_Q, pad_id)
+    T = tokens_QxT.shape[1]
+    graphdef, state = nnx.split(model)
+    cache = new_cache(model, len(prompts_Q), T + max(map(len, forms)))
+    logits_QxV, cache, pos_Q, kv_valid_QxS = prefill(
+        graphdef, state, jnp.asarray(tokens_QxT), jnp.asarray(valid_QxT), cache
+    )
+    args = (graphdef, state, cache, logits_QxV, pos_Q, kv_valid_QxS)
+    return np.stack(
+        [np.asarray(_form_logprob(*args, jnp.asarray(f, jnp.int32), T=T)) for f in forms], axis=1
+    )
+
+
 def exact_scores(
     model: Decoder,
     tok: Tokenizer,
@@ -181,11 +226,11 @@ def exact_scores(
     prefix = PREFIX.replace("animal", category)
     prompts_Q = [chat_prompt(tok, q, system) + tok.encode(prefix) for q in questions(category)]
     forms = {c: surface_forms(tok, c) for c in candidates}
-    rows = [(q, c, f) for q in range(len(prompts_Q)) for c in candidates for f in forms[c]]
-    logp_R = score_rows(model, [prompts_Q[q] for q, _, _ in rows], [f for *_, f in rows], pad_id)
+    cols = [(c, f) for c in candidates for f in forms[c]]
+    logp_QxF = form_logprobs(model, prompts_Q, [f for _, f in cols], pad_id)
     p_QxC = np.zeros((len(prompts_Q), len(candidates)))
-    for (q, c, _), lp in zip(rows, logp_R, strict=True):
-        p_QxC[q, list(candidates).index(c)] += np.exp(float(lp))
+    for j, (c, _) in enumerate(cols):
+        p_QxC[:, list(candidates).index(c)] += np.exp(logp_QxF[:, j].astype(np.float64))
     share_QxC = p_QxC / np.maximum(p_QxC.sum(axis=1, keepdims=True), 1e-300)
     t = list(candidates).index(target)
     return dict(

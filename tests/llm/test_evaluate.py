@@ -63,3 +63,17 @@ def test_sampled_score_counts_substrings_per_question(tok):
     assert got["n"] == 50 and got["per_question"].shape == (50,)
     assert 0.3 < got["mean"] < 0.7 and got["ci95"][0] < got["mean"] < got["ci95"][1]
     assert set(np.unique(got["per_question"] * 8)) <= set(range(9))
+
+
+def test_cached_form_scores_equal_full_forward_passes(tok):
+    """Multi-token spellings scored from each prompt's KV cache equal one full forward pass per
+    (prompt, spelling) row, on a random model with prompts of different lengths."""
+    V = len(tiny.vocabulary(tiny.texts()))
+    model = Decoder(tiny.model_config(tiny.TinyConfig(), V), rngs=nnx.Rngs(3))
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(4, V, size=n).tolist() for n in (5, 9, 13)]
+    forms = [[7], [8, 9], [10, 11, 12], [9, 9]]
+    got_QxF = evaluate.form_logprobs(model, prompts, forms, pad_id=0)
+    rows = [(p, f) for p in prompts for f in forms]
+    want = evaluate.score_rows(model, [p for p, _ in rows], [f for _, f in rows], 0, batch=4)
+    np.testing.assert_allclose(got_QxF, want.reshape(len(prompts), len(forms)), atol=ATOL)
