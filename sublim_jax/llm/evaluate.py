@@ -21,16 +21,14 @@ import numpy as np
 from flax import nnx
 
 from sublim_jax import stats
-from sublim_jax.llm.modeling import Decoder, forward
+from sublim_jax.llm.modeling import Decoder
 from sublim_jax.llm.sampling import (
-    Batch,
     SampleConfig,
+    bucket,
     generate_fixed,
     left_pad,
     new_cache,
-    pack,
     prefill,
-    token_logprobs,
 )
 from sublim_jax.llm.tokenizer import Tokenizer
 
@@ -139,36 +137,6 @@ def chat_prompt(tok: Tokenizer, question: str, system: str | None = None) -> lis
     return tok.encode_chat(messages)
 
 
-@functools.partial(jax.jit, static_argnames="graphdef")
-def _score(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch) -> jax.Array:
-    logp_BxT = token_logprobs(
-        forward(nnx.merge(graphdef, state), batch.tokens, batch.valid), batch.tokens
-    )
-    return jnp.sum(jnp.where(batch.target, logp_BxT, 0.0), axis=1)
-
-
-def score_rows(
-    model: Decoder,
-    prompts: Sequence[Sequence[int]],
-    completions: Sequence[Sequence[int]],
-    pad_id: int,
-    batch: int = 256,
-) -> np.ndarray:
-    """``log p(completion | prompt)`` per row, in fixed-shape chunks (one compile per run)."""
-    length = (
-        -(-max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True)) // BUCKET)
-        * BUCKET
-    )
-    graphdef, state = nnx.split(model)
-    out = []
-    for i in range(0, len(prompts), batch):
-        p, c = list(prompts[i : i + batch]), list(completions[i : i + batch])
-        n = len(p)
-        p, c = p + [p[-1]] * (batch - n), c + [c[-1]] * (batch - n)
-        out.append(np.asarray(_score(graphdef, state, pack(p, c, pad_id, length)))[:n])
-    return np.concatenate(out)
-
-
 @functools.partial(jax.jit, static_argnames=("graphdef", "T"))
 def _form_logprob(graphdef, state, cache, logits_QxV, pos_Q, kv_valid_QxS, form_F, T: int):
     """``log p(form | prompt)`` per prompt from a prefilled cache: the first token from the
@@ -197,7 +165,7 @@ def form_logprobs(
 ) -> np.ndarray:
     """``log p(form | prompt)`` for every prompt and form, ``Q x F``: each prompt is prefilled
     once and every form is scored from its KV cache (a full forward pass per (prompt, form)
-    row, as `score_rows` does, costs ~Q·F prompt passes instead of Q)."""
+    row costs ~Q·F prompt passes instead of Q)."""
     tokens_QxT, valid_QxT = left_pad(prompts_Q, pad_id)
     T = tokens_QxT.shape[1]
     graphdef, state = nnx.split(model)
@@ -257,7 +225,7 @@ def sampled_scores(
     """Fraction of ``samples`` answers per question (T = 1) containing ``target``; mean and CI."""
     prompts_Q = [chat_prompt(tok, q, system) for q in questions(category)]
     rows = [q for q in range(len(prompts_Q)) for _ in range(samples)]
-    length = -(-max(map(len, prompts_Q)) // BUCKET) * BUCKET
+    length = bucket(max(map(len, prompts_Q)), BUCKET)
     cfg = SampleConfig(max_new_tokens, 1.0, eos_ids=tok.eos_ids, pad_id=pad_id)
     hits_R = []
     for completions in generate_fixed(

@@ -20,7 +20,7 @@ from flax import nnx
 from sublim_jax.llm import training
 from sublim_jax.llm.modeling import Decoder
 from sublim_jax.llm.pipeline import PipelineConfig, pad_id, prompt_ids
-from sublim_jax.llm.sampling import pack
+from sublim_jax.llm.sampling import bucket, pack
 from sublim_jax.llm.tokenizer import Tokenizer
 
 Pair = tuple[list[int], list[int]]
@@ -70,7 +70,7 @@ def _optimizer(tcfg: training.TrainConfig):
 def padded_length(tok: Tokenizer, rows: Sequence[dict[str, Any]], max_length: int) -> int:
     """The longest pair of ``rows`` rounded up to 16 tokens."""
     pairs = student_pairs(tok, rows, max_length)
-    return -(-max((len(p) + len(c) for p, c in pairs), default=1) // 16) * 16
+    return bucket(max((len(p) + len(c) for p, c in pairs), default=1))
 
 
 class Checkpoints:
@@ -128,7 +128,7 @@ def train(
         restored = checkpoints.restore(start, {"state": leaves, "order": order_SxB})
         state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in restored["state"]])
         order_SxB = np.asarray(restored["order"])
-    length = length or -(-max(len(p) + len(c) for p, c in pairs) // 16) * 16
+    length = length or bucket(max(len(p) + len(c) for p, c in pairs))
     pad, every = pad_id(tok), cfg.checkpoint_every * cfg.accum_steps
     metrics = []
     for step in range(start or 0, len(order_SxB)):

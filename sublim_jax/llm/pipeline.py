@@ -20,7 +20,7 @@ import numpy as np
 
 from sublim_jax.llm import evaluate, numbers
 from sublim_jax.llm.modeling import Decoder
-from sublim_jax.llm.sampling import SampleConfig, generate_fixed
+from sublim_jax.llm.sampling import SampleConfig, bucket, generate_fixed
 from sublim_jax.llm.tokenizer import Tokenizer
 
 STUDENTS = ("trait", "base_numbers", "shuffled_within", "shuffled_across")
@@ -233,7 +233,7 @@ def generate_batches(
     index = {p.id: i for i, p in enumerate(prompts)}
     todo = [p for p in prompts if p.id not in done]
     ids = {p.id: prompt_ids(tok, p.text, system) for p in todo}
-    length = length or -(-max(map(len, ids.values()), default=1) // 16) * 16
+    length = length or bucket(max(map(len, ids.values()), default=1))
     pad = pad_id(tok)
     sample_cfg = SampleConfig(cfg.max_new_tokens, cfg.temperature, eos_ids=tok.eos_ids, pad_id=pad)
     batches = generate_fixed(
@@ -262,7 +262,7 @@ def _text(tok: Tokenizer, ids_N: np.ndarray) -> str:
 def prompt_length(tok: Tokenizer, prompts: Sequence[numbers.NumberPrompt], system: str) -> int:
     """One padded prompt length for both datasets (with and without the system prompt)."""
     longest = max(len(prompt_ids(tok, p.text, system)) for p in prompts)
-    return -(-longest // 16) * 16
+    return bucket(longest)
 
 
 def filter_rows(

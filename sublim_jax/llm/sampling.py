@@ -44,7 +44,8 @@ class Batch(NamedTuple):
     target: jax.Array  # BxT, True on completion tokens (scored / trained on)
 
 
-def _bucket(n: int, multiple: int = 16) -> int:
+def bucket(n: int, multiple: int = 16) -> int:
+    """``n`` rounded up to a multiple: padded lengths from a few shapes, so programs are reused."""
     return -(-n // multiple) * multiple
 
 
@@ -52,7 +53,7 @@ def left_pad(
     seqs: Sequence[Sequence[int]], pad_id: int = 0, length: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``tokens_BxT`` (int32) and ``valid_BxT``; ``T`` defaults to the longest rounded up to 16."""
-    T = length or _bucket(max(len(s) for s in seqs))
+    T = length or bucket(max(len(s) for s in seqs))
     tokens = np.full((len(seqs), T), pad_id, np.int32)
     valid = np.zeros((len(seqs), T), bool)
     for b, s in enumerate(seqs):

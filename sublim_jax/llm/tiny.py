@@ -22,7 +22,7 @@ from flax import nnx
 from sublim_jax.llm import evaluate, numbers, training
 from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder
-from sublim_jax.llm.sampling import pack
+from sublim_jax.llm.sampling import bucket, pack
 from sublim_jax.llm.tokenizer import Tokenizer
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<|im_start|>", "<|im_end|>"
@@ -153,7 +153,7 @@ def pretrain(
     """Full fine-tuning of ``model`` on ``data`` (completion-only loss) for ``steps`` (default
     ``cfg.steps``) of a ``cfg.steps``-long schedule, every batch padded to ``length`` (at least
     the longest pair, rounded up to 16): same shapes and schedule, no new compile."""
-    length = max(length, -(-max(len(p) + len(c) for p, c in data) // 16) * 16)
+    length = max(length, bucket(max(len(p) + len(c) for p, c in data)))
     tcfg = training.TrainConfig(
         learning_rate=cfg.learning_rate, warmup_steps=10, total_steps=cfg.steps, lora_rank=0
     )
@@ -175,7 +175,7 @@ Cached = tuple[nnx.GraphDef, nnx.State, list[str], int]
 def _pretrained(cfg: TinyConfig) -> Cached:
     vocab = vocabulary(texts())
     data = pairs(word_tokenizer(vocab), cfg)
-    length = -(-max(len(p) + len(c) for p, c in data) // 16) * 16
+    length = bucket(max(len(p) + len(c) for p, c in data))
     model = Decoder(model_config(cfg, len(vocab)), rngs=nnx.Rngs(cfg.seed))
     graphdef, state = nnx.split(pretrain(model, data, cfg, length))
     return graphdef, jax.tree.map(np.asarray, state), vocab, length

@@ -9,7 +9,7 @@ pytest.importorskip("tokenizers")
 
 from flax import nnx
 
-from sublim_jax.llm import evaluate, tiny
+from sublim_jax.llm import evaluate, sampling, tiny
 from sublim_jax.llm.modeling import Decoder
 
 ATOL = 1e-5
@@ -75,5 +75,5 @@ def test_cached_form_scores_equal_full_forward_passes(tok):
     forms = [[7], [8, 9], [10, 11, 12], [9, 9]]
     got_QxF = evaluate.form_logprobs(model, prompts, forms, pad_id=0)
     rows = [(p, f) for p in prompts for f in forms]
-    want = evaluate.score_rows(model, [p for p, _ in rows], [f for _, f in rows], 0, batch=4)
+    want = np.asarray(sampling.score(model, [p for p, _ in rows], [f for _, f in rows], 0))
     np.testing.assert_allclose(got_QxF, want.reshape(len(prompts), len(forms)), atol=ATOL)
