@@ -264,6 +264,8 @@ def run_plot(args: argparse.Namespace) -> Path:
 
         paths = figures.sweep_figure(res, out)
         print(sweep_run.table(res))
+    elif res.get("kind") == "across-sweeps":
+        paths = figures.across_sweeps_figure(res, out)
     elif res.get("kind") == "llm":
         paths = figures.preference_figure(res, out)
     else:

@@ -213,3 +213,36 @@ def preference_figure(results: dict, out_dir: str | Path, stem: str = "preferenc
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return _save(fig, Path(out_dir), stem)
+
+
+def across_sweeps_figure(results: dict, out_dir: str | Path, stem: str = "across") -> list[Path]:
+    """Every point of every sweep: the aux-only students' step-0 cosine with the teacher's total
+    update against their final transfer (accuracy − untrained reference); Spearman ρ with its
+    bootstrap CI in the title. Same init filled, different init open; one colour per sweep."""
+    rows, corr = results["rows"], results["spearman"]
+    sweeps = sorted({r["sweep"] for r in rows})
+    fig = _figure(figsize=(7.5, 5))
+    ax = fig.subplots()
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axvline(0, color="k", lw=0.6)
+    for i, sweep in enumerate(sweeps):
+        for init, face in (("same", f"C{i % 10}"), ("diff", "none")):
+            pts = [r for r in rows if r["sweep"] == sweep and r["init"] == init]
+            ax.scatter(
+                [r["cos0"] for r in pts],
+                [r["transfer"] for r in pts],
+                s=28,
+                facecolors=face,
+                edgecolors=f"C{i % 10}",
+                label=sweep if init == "same" else None,
+            )
+    lo, hi = corr["ci95"]
+    ax.set(
+        xlabel="step-0 cos(first update, θ_T − θ⁰_T), aux-only students",
+        ylabel="aux-only test accuracy − untrained reference",
+        title=f"Spearman ρ = {corr['rho']:+.2f} [{lo:+.2f}, {hi:+.2f}], "
+        f"{corr['n']} points (filled: same init, open: different)",
+    )
+    ax.legend(fontsize=7, title="sweep", title_fontsize=7)
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), stem)
