@@ -5,6 +5,7 @@ tokens) and ``generation_config.json`` (EOS ids). A GGUF file's metadata gives t
 vocabulary, merges, pre-tokeniser kind and template; ``bpe_tokenizer`` rebuilds the tokenizer.
 """
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -70,11 +71,7 @@ class Tokenizer:
         ``kwargs`` reach the template as variables (e.g. Qwen3's ``enable_thinking=False``)."""
         if not self.chat_template:
             raise ValueError("this tokenizer has no chat template")
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise
-        template = env.from_string(self.chat_template)
+        template = _compiled_template(self.chat_template)
         variables = {**self.special, **kwargs}
         return template.render(
             messages=list(messages), add_generation_prompt=add_generation_prompt, **variables
@@ -132,6 +129,16 @@ def bpe_tokenizer(
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     return tok
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_template(source: str):
+    """The jinja2 template of ``source``, compiled once (rendering is per prompt)."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise
+    return env.from_string(source)
 
 
 def _raise(message: str) -> None:

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("tokenizers")
 pytest.importorskip("jinja2")
 
+from sublim_jax.llm import tokenizer
 from sublim_jax.llm.tokenizer import Tokenizer, bpe_tokenizer
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -64,6 +65,15 @@ def test_chat_template_renders_messages(checkpoint):
     text = tok.apply_chat_template([{"role": "user", "content": "hi"}])
     assert text == "<|im_start|>user: hi<|im_end|><|im_start|>assistant: "
     assert tok.encode_chat([{"role": "user", "content": "hi"}]) == tok.encode(text)
+
+
+def test_chat_template_is_compiled_once(checkpoint):
+    tok = Tokenizer.from_dir(str(checkpoint))
+    tokenizer._compiled_template.cache_clear()
+    for word in ("a", "b", "c"):
+        assert word in tok.apply_chat_template([{"role": "user", "content": word}])
+    info = tokenizer._compiled_template.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
 
 
 def test_missing_tokenizer_file(tmp_path):
