@@ -86,7 +86,17 @@ def config_from_metadata(
         rms_norm_eps=get("attention.layer_norm_rms_epsilon", 1e-6),
         tie_word_embeddings="output.weight" not in shapes,
         max_position_embeddings=get("context_length", 4096),
+        # what from_hf refuses must reach it: biases are seen in the tensors, windows in metadata
+        attention_bias="blk.0.attn_q.bias" in shapes,
+        mlp_bias=any(re.fullmatch(r"blk\.\d+\.ffn_\w+\.bias", k) for k in shapes),
     )
+    if "blk.0.attn_output.bias" in shapes:
+        raise ValueError("unsupported attention output bias (attn_output.bias) in the GGUF file")
+    window = get("attention.sliding_window")
+    if window is not None:
+        hf.update(
+            sliding_window=window, layer_types=["sliding_attention"] * hf["num_hidden_layers"]
+        )
     return DecoderConfig.from_hf(hf, **overrides)
 
 

@@ -10,6 +10,7 @@ import pytest
 gguf = pytest.importorskip("gguf")
 pytest.importorskip("tokenizers")
 
+from sublim_jax.llm import gguf as gguf_io  # noqa: E402
 from sublim_jax.llm import params  # noqa: E402
 from sublim_jax.llm.gguf import load_gguf, unpermute  # noqa: E402
 from sublim_jax.llm.modeling import forward  # noqa: E402
@@ -124,3 +125,31 @@ def test_bpe_rejects_unknown_pretokenizer():
 def test_missing_gguf_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_gguf(str(tmp_path / "none.gguf"))
+
+
+def _meta(**extra) -> dict:
+    base = {"block_count": 2, "embedding_length": 8, "feed_forward_length": 16}
+    base |= {"attention.head_count": 2, "vocab_size": 10, **extra}
+    return {"general.architecture": "llama", **{f"llama.{k}": v for k, v in base.items()}}
+
+
+SHAPES = {"token_embd.weight": (10, 8), "blk.0.attn_q.weight": (8, 8)}
+
+
+@pytest.mark.parametrize(
+    "meta, shapes, message",
+    [
+        (_meta(), {**SHAPES, "blk.1.ffn_up.bias": (16,)}, "mlp_bias"),
+        (_meta(), {**SHAPES, "blk.0.attn_output.bias": (8,)}, "attention output bias"),
+        (_meta(**{"attention.sliding_window": 4}), SHAPES, "sliding-window"),
+    ],
+)
+def test_gguf_config_refuses_what_the_decoder_does_not_compute(meta, shapes, message):
+    with pytest.raises(ValueError, match=message):
+        gguf_io.config_from_metadata(meta, shapes)
+
+
+def test_gguf_config_reads_attention_bias_from_the_tensors():
+    assert not gguf_io.config_from_metadata(_meta(), SHAPES).qkv_bias
+    biased = gguf_io.config_from_metadata(_meta(), {**SHAPES, "blk.0.attn_q.bias": (8,)})
+    assert biased.qkv_bias and biased.architecture == "LlamaForCausalLM"
