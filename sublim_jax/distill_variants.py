@@ -16,7 +16,7 @@ with a traced λ = 0 changed the parameters' last bits), so λ = 0 runs without 
   on the teacher's argmax (hard labels);
 * inputs: uniform noise (the experiment's uint16 draws), Gaussian noise (the same draws through
   the normal quantile function, √2·erfinv(2p − 1)), or images stored once as uint8 for every seed
-  and decoded per batch like `sublim_jax.data.normalize`;
+  and decoded per batch to `sublim_jax.data.normalize`'s values;
 * defences: AdamW's decoupled weight decay, noise on the students' init, rounded or noisy teacher
   outputs, a fraction of targets from an untrained model, a decaying KL penalty to the student's
   own initial outputs, and the projection of each update off Δθ_T = θ_T − θ⁰_T.
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import losses, mlp, theorem
+from . import data, losses, mlp, theorem
 from .transfer import (
     Batch,
     TrainState,
@@ -77,9 +77,13 @@ def decode_gaussian(u_BxD: jax.Array) -> jax.Array:
     return F32(math.sqrt(2.0)) * jax.scipy.special.erfinv(decode_noise(u_BxD))
 
 
+_PIXEL_VALUES = data.normalize(np.arange(256, dtype=np.uint8))
+
+
 def decode_images(x_BxD: jax.Array) -> jax.Array:
-    """uint8 pixels → float32 in [−1, 1], exactly as `sublim_jax.data.normalize`."""
-    return x_BxD.astype(F32) / F32(255) * F32(2) - F32(1)
+    """uint8 pixels → float32 in [−1, 1], exactly `sublim_jax.data.normalize`'s values: a table
+    lookup, since XLA's x/255 is not correctly rounded (1 ulp off for some pixels)."""
+    return jnp.asarray(_PIXEL_VALUES)[x_BxD.astype(jnp.int32)]
 
 
 DECODERS: dict[str, Callable[[jax.Array], jax.Array]] = {
