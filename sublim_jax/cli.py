@@ -26,7 +26,8 @@ commands:
   theorem   the single-gradient-step theorem on the same network: Δθ_S·Δθ_T against εA over
             a range of ε and many seeds, shared vs different initialisation
   sweep     grids over the mnist experiment (init distance, layer sharing, aux count,
-            optimiser): when does transfer happen? `sublim-jax sweep --list` names them
+            optimiser, loss, inputs, defences): when does transfer happen?
+            `sublim-jax sweep --list` names them
   llm       the language-model pipeline (the paper's §3): teacher numbers, filter, students
             and controls, animal-preference scores (`llm run --preset tiny` runs on a CPU)
   plot      redraw the figure of a finished run from its results.json (no retraining)

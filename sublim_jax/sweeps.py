@@ -13,7 +13,9 @@ A sweep is a named grid of `Point`s. Every point trains the experiment's four st
   trains its aux columns, so its class logits are the same at every m);
 * the students' optimiser and learning rate (``optimizer``). The rate is compiled in, as in
   the experiment: a traced rate (``optax.inject_hyperparams``) changed Adam's losses in the
-  6th digit, and the Adam point at the experiment's rate must reproduce it bit for bit.
+  6th digit, and the Adam point at the experiment's rate must reproduce it bit for bit;
+* the students' loss, inputs or a defence (``loss``, ``inputs``, ``defences``): these points
+  run the students of `sublim_jax.distill_variants` (see there for what is traced).
 
 Dims: S seeds, L layers, N noise images, D pixels, C logits. No I/O here.
 """
