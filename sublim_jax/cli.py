@@ -26,7 +26,8 @@ commands:
   theorem   the single-gradient-step theorem on the same network: Δθ_S·Δθ_T against εA over
             a range of ε and many seeds, shared vs different initialisation
   sweep     grids over the mnist experiment (init distance, layer sharing, aux count,
-            optimiser): when does transfer happen? `sublim-jax sweep --list` names them
+            optimiser, loss, inputs, defences): when does transfer happen?
+            `sublim-jax sweep --list` names them
   llm       the language-model pipeline (the paper's §3): teacher numbers, filter, students
             and controls, animal-preference scores (`llm run --preset tiny` runs on a CPU)
   plot      redraw the figure of a finished run from its results.json (no retraining)
@@ -217,21 +218,32 @@ def run_sweep(args: argparse.Namespace) -> Path | None:
         sweep = sweeps.SWEEPS[args.name]
         grid = sweep.smoke_grid if args.preset == "smoke" else sweep.grid
         points = sweeps.parse_grid(args.name, grid if args.grid is None else args.grid)
+        sweeps.check_config(points, cfg)
     except ValueError as err:
         raise UsageError(str(err)) from err
     out = Path(f"runs/sweep-{args.name}" if args.out == SWEEP_OUT else args.out)
     ds, x_train, x_test = load_images(args.dataset, args.data_dir)
+    images, inputs_data = _input_images(args, points, ds, cfg.n_noise)
     doc = {"config": cfg, "sweep": args.name, "grid": [p.label for p in points]}
     results.write_json(out / "config.json", {**doc, "data": ds.identity()})
     start = time.perf_counter()
     bar = lambda phase, total: _progress(total, phase, unit="epoch")  # noqa: E731
     raw = sweep_run.run(
-        args.name, points, cfg, x_train, ds.y_train, x_test, ds.y_test, progress=bar
+        args.name,
+        points,
+        cfg,
+        x_train,
+        ds.y_train,
+        x_test,
+        ds.y_test,
+        progress=bar,
+        images=images,
     )
     res = {
         **sweep_run.summarise(args.name, points, raw),
         "seeds": cfg.seeds,
         "data": ds.identity(),
+        **({"inputs_data": inputs_data} if inputs_data else {}),
         "wall_seconds": time.perf_counter() - start,
         "versions": results.versions(),
     }
@@ -240,6 +252,27 @@ def run_sweep(args: argparse.Namespace) -> Path | None:
     print(sweep_run.table(res))
     print(f"wrote {out}/config.json, results.json, sweep.pdf, sweep.png")
     return out
+
+
+def _input_images(args, points, ds: data.Dataset, n_noise: int) -> tuple[dict, dict]:
+    """uint8 training images (N×784) of each dataset the ``inputs`` points name, and their
+    identities: --dataset's own, others through `data.load` from --inputs-data-dir."""
+    from . import sweeps
+
+    images, identities = {}, {}
+    for name in sorted({n for p in points if (n := sweeps.input_dataset(p)) is not None}):
+        other = ds if name == ds.name else None
+        other = other or data.load(
+            name,
+            args.inputs_data_dir or args.data_dir,
+            progress=lambda m: print(m, file=sys.stderr),
+        )
+        if other.x_train.shape[0] < n_noise:
+            raise UsageError(f"--n-noise {n_noise} exceeds the {other.x_train.shape[0]} {name} "
+                             "training images")  # fmt: skip
+        images[name] = other.x_train.reshape(other.x_train.shape[0], -1)
+        identities[name] = other.identity()
+    return images, identities
 
 
 def run_plot(args: argparse.Namespace) -> Path:
@@ -338,6 +371,12 @@ def _add_sweep(sub, preset: str) -> None:
         help="comma-separated points replacing the preset's grid, e.g. init-distance "
         "'0,0.1,lambda=0.5', layer-sharing 'none,h1+readout,all', aux-count '1,3,10', "
         "optimizer 'sgd@0.1,adam@3e-4'",
+    )
+    sweep.add_argument(
+        "--inputs-data-dir",
+        metavar="DIR",
+        help="folder of the image datasets an `inputs` grid names besides --dataset (e.g. "
+        "fashion-mnist; the same lookup as --data-dir; default: --data-dir's)",
     )
     _common_flags(sweep, sweeps.PRESETS, SWEEP_OUT)
     add_config_flags(sweep, sweeps.SweepConfig, preset if preset in sweeps.PRESETS else "default")

@@ -141,11 +141,13 @@ SWEEP_STYLES = {  # same init solid, different init dashed; aux-only C0, all log
 def sweep_figure(results: dict, out_dir: str | Path, stem: str = "sweep") -> list[Path]:
     """A sweep: test accuracy of the four students per grid point (mean ± 95% CI), same and
     different init side by side; and the step-0 cosine of the aux-only students' first update
-    with the teacher's total update."""
+    with the teacher's total update (defences: also the effect left and the all-logits cost)."""
     points = results["points"]
     x = np.arange(len(points))
-    fig = _figure(figsize=(max(9, 0.7 * len(points) + 6), 4.2))
-    ax_acc, ax_cos = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    n_ax = 3 if "defence" in points[0] else 2
+    fig = _figure(figsize=(max(9, 0.7 * len(points) + 6) * n_ax / 2, 4.2))
+    axes = fig.subplots(1, n_ax, gridspec_kw={"width_ratios": [3, 2, 2][:n_ax]})
+    ax_acc, ax_cos = axes[:2]
     for cond, (color, ls, marker, label) in SWEEP_STYLES.items():
         mean = np.array([p["conditions"][cond]["mean"] for p in points])
         ci = np.array([p["conditions"][cond]["ci95"] for p in points])
@@ -169,6 +171,8 @@ def sweep_figure(results: dict, out_dir: str | Path, stem: str = "sweep") -> lis
     for ax in (ax_acc, ax_cos):
         ax.set_xticks(x, [p["label"] for p in points], rotation=45, ha="right", fontsize=8)
         ax.legend(fontsize=7)
+    if n_ax == 3:
+        _defence_panel(axes[2], points, x)
     fig.tight_layout()
     return _save(fig, Path(out_dir), stem)
 
@@ -246,3 +250,23 @@ def across_sweeps_figure(results: dict, out_dir: str | Path, stem: str = "across
     ax.legend(fontsize=7, title="sweep", title_fontsize=7)
     fig.tight_layout()
     return _save(fig, Path(out_dir), stem)
+
+
+def _defence_panel(ax, points: list[dict], x: np.ndarray) -> None:
+    """Per defence: the fraction of the aux-only effect left and the all-logits same-init
+    student's accuracy change, against the grid's `none` (mean, 95% CI)."""
+    none = lambda v: np.nan if v is None else v  # noqa: E731
+    for key, color, marker, label in (
+        ("effect_left", "C0", "o", "aux-only effect left (fraction)"),
+        ("all_cost", "C1", "s", "all-logits same init: Δ accuracy"),
+    ):
+        d = [p["defence"][key] for p in points]
+        mean = np.array([none(v["mean"]) for v in d], dtype=float)
+        ci = np.array([[none(c) for c in v["ci95"]] for v in d], dtype=float)
+        err = np.nan_to_num(np.abs(ci.T - mean))
+        ax.errorbar(x, mean, err, color=color, marker=marker, ls="none", capsize=3, label=label)
+    ax.axhline(1, color="C0", lw=0.6, ls=":")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set(title="against the grid's `none`", ylabel="fraction left / Δ accuracy")
+    ax.set_xticks(x, [p["label"] for p in points], rotation=45, ha="right", fontsize=8)
+    ax.legend(fontsize=7)

@@ -54,3 +54,9 @@ def batched(loss: OutputLoss) -> Callable[[jax.Array, jax.Array], jax.Array]:
         return jnp.mean(jax.vmap(loss)(z_BxC, y_BxC))
 
     return mean_loss
+
+
+def hard_label_cross_entropy(z_C: jax.Array, y_C: jax.Array) -> jax.Array:
+    """−log softmax(z)_k with k = argmax y: cross-entropy on the teacher's one-hot argmax (hard
+    labels); its z-gradient is softmax(z) − onehot(argmax y)."""
+    return cross_entropy_labels(z_C, jnp.argmax(y_C, axis=-1))

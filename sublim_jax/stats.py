@@ -35,3 +35,24 @@ def derangement(n: int, *, key: jax.Array) -> np.ndarray:
         if not np.any(perm == np.arange(n)):
             return perm
     raise RuntimeError("no derangement found")  # pragma: no cover
+
+
+BOOTSTRAP = 2000  # resamples of `ratio_of_means`
+
+
+def ratio_of_means(num_S, den_S, *, seed: int = 0) -> dict:
+    """mean(num)/mean(den) over paired seeds, with a 95% percentile-bootstrap CI (seeds resampled
+    with their pairs, ``BOOTSTRAP`` times, numpy's generator at ``seed``). A ratio of means rather
+    than a mean of per-seed ratios: a seed with an effect near 0 would make its own ratio
+    explode. ``None`` where the denominator's mean is 0 (and for the CI when no resample has a
+    finite ratio). ``{"mean", "ci95", "n", "method"}``."""
+    num, den = np.asarray(num_S, np.float64), np.asarray(den_S, np.float64)
+    ratio = lambda a, b: float(a / b) if b != 0 else None  # noqa: E731
+    idx = np.random.default_rng(seed).integers(0, num.size, (BOOTSTRAP, num.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = num[idx].mean(1) / den[idx].mean(1)
+    boot = boot[np.isfinite(boot)]
+    ci = [float(np.percentile(boot, q)) for q in (2.5, 97.5)] if boot.size else [None, None]
+    method = f"ratio of means; paired percentile bootstrap over seeds, {BOOTSTRAP} resamples"
+    return {"mean": ratio(num.mean(), den.mean()), "ci95": ci, "n": int(num.size),
+            "method": method}  # fmt: skip

@@ -16,10 +16,13 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from . import distill_variants as dv
 from . import stats, sweeps, transfer_run
 from .sweeps import Point
-from .transfer import STUDENTS, TransferConfig, make_distill
+from .transfer import STUDENTS, TransferConfig, make_distill, teacher_logits
 
 F32 = jnp.float32
 SIDE_BY_SIDE = ("aux_same_init", "aux_diff_init", "all_same_init", "all_diff_init")
@@ -57,6 +60,7 @@ class _Chunk:
         self.theta0_T = runner.jit["teacher_init"](shard(keys["init"][sl])).params
         self.theta0_P = runner.jit["teacher_init"](shard(keys["init"][keys["partner"][sl]])).params
         self.delta_theta_T = _tree_sub(params_T, self.theta0_T)
+        self.params_T, self.noise_key = params_T, shard(keys["noise"][sl])
         self.u_SxNxD = runner.jit["noise"](shard(keys["noise"][sl]))
         self.y_SxNxC = runner.jit["teacher_logits"](params_T, self.u_SxNxD)
         self.data_key = shard(keys["student_data"][sl])
@@ -96,10 +100,13 @@ def run(
     y_test_N: np.ndarray,
     *,
     progress: Callable | None = None,
+    images: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Per-seed accuracies of every point's four students, the teachers' and reference
-    accuracies, and the step-0 cosines (numpy; points in grid order)."""
+    accuracies, and the step-0 cosines (numpy; points in grid order). ``images``: uint8
+    training images (N×784) per dataset name, for the ``inputs`` sweep's image points."""
     cfg.validate()
+    sweeps.check_config(points, cfg)
     cfg_T = sweeps.teacher_config(cfg, points)
     data = {
         "x_train": jnp.asarray(x_train_NxD[: cfg.n_train], F32),
@@ -115,6 +122,9 @@ def run(
     for (start, sl, n_real), teacher in zip(runner.chunks(), teachers, strict=True):
         chunk = _Chunk(runner, teacher, sl)
         for out, point in zip(per_point, points, strict=True):
+            if name in VARIANT_SWEEPS:
+                out.append(_variant_point(runner, chunk, cfg, point, start, n_real, bar, images))
+                continue
             out.append(_point(runner, chunk, cfg, point, start, n_real, bar))
         del chunk
     bar.close()
@@ -141,10 +151,7 @@ def summarise(name: str, points: tuple[Point, ...], raw: dict) -> dict:
         conds = {f"student_{s}": _cond(raw["acc_PxSx4"][p, :, k]) for k, s in enumerate(STUDENTS)}
         cos = {c: _cond(raw["cos_PxSx4"][p, :, k], "values") for k, c in enumerate(sweeps.COSINES)}
         loss = raw["loss_PxSxEx4"][p]
-        final = {
-            f"student_{s}": float(loss[:, -1, k].mean()) if loss.shape[1] else None
-            for k, s in enumerate(STUDENTS)
-        }
+        final = {f"student_{s}": _final_loss(loss[..., k]) for k, s in enumerate(STUDENTS)}
         out_points.append(
             {
                 "label": point.label,
@@ -165,6 +172,8 @@ def summarise(name: str, points: tuple[Point, ...], raw: dict) -> dict:
     }
     if name == "optimizer":
         res["best_lr"] = best_per_optimizer(res)
+    if name == "defences":
+        add_defence_effects(res)
     return res
 
 
@@ -194,4 +203,138 @@ def table(res: dict) -> str:
     )
     if "best_lr" in res:
         rows.append("best lr (all-logits, same init): " + ", ".join(res["best_lr"].values()))
+    if "defence" in res["points"][0]:
+        rows.append(defence_table(res))
     return "\n".join(rows)
+
+
+def _final_loss(loss_SxE: np.ndarray) -> float | None:
+    """Mean over seeds of the last trained epoch's loss (a fewer-epochs point pads with NaN)."""
+    trained = ~np.isnan(loss_SxE).all(axis=0)
+    return float(loss_SxE[:, trained][:, -1].mean()) if trained.any() else None
+
+
+# The loss, inputs and defences sweeps: every point's students are `distill_variants`'.
+
+VARIANT_SWEEPS = ("loss", "inputs", "defences")
+_TARGETS = jax.jit(jax.vmap(dv.targets, in_axes=(0, 0, 0, None, None, None)))
+
+
+def variant_of(point: Point, cfg: TransferConfig) -> dv.Variant:
+    """The point's compiled-in choices."""
+    inputs = {"uniform": "noise", "gaussian": "gaussian"}.get(point.inputs, "images")
+    temperature = 1.0 if point.loss != "kl" else point.temperature or cfg.temperature
+    decay = point.defence == "weight-decay" and point.strength > 0  # λ = 0: no AdamW term
+    penalty, project = point.defence == "kl-init", point.defence == "project"
+    return dv.Variant(point.loss, temperature, inputs, decay, penalty, project)
+
+
+def knobs_of(point: Point) -> tuple[dv.Knobs, dict]:
+    """The point's traced values: the students' `Knobs`, and the init noise σ and the
+    targets' q, τ, f; 0 for every defence the point does not apply."""
+    s = lambda name: jnp.asarray(point.strength if point.defence == name else 0.0, F32)  # noqa: E731
+    knobs = dv.Knobs(s("weight-decay"), s("kl-init"))
+    return knobs, {"sigma": s("init-noise"), "q": s("round"), "tau": s("output-noise"),
+                   "f": s("mix")}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=32)
+def variant_programs(cfg_s: TransferConfig, lr: float, variant: dv.Variant) -> dict:
+    """Seed-vmapped students' programs of one variant; every traced knob shares them."""
+    x_ax = None if variant.inputs == "images" else 0  # images are shared by every seed
+    epoch = dv.make_epoch(cfg_s, lr, variant)
+    init = functools.partial(dv.init_students, cfg_s, lr, variant)
+    cosines = functools.partial(dv.first_step_cosines, cfg_s, lr, variant)
+    return {
+        "epoch": jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, x_ax, 0, None, 0, 0))),
+        "init": jax.jit(jax.vmap(init, in_axes=(0, 0, 0, None))),
+        "cosines": jax.jit(jax.vmap(cosines, in_axes=(0, 0, 0, 0, x_ax, 0, None))),
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def input_programs(cfg: TransferConfig, inputs: str) -> dict:
+    """A model's logits on one kind of stored inputs, and the untrained model of `mix`."""
+    x_ax = None if inputs == "images" else 0
+    logits = functools.partial(teacher_logits, cfg, decode=dv.DECODERS[inputs])
+    return {
+        "logits": jax.jit(jax.vmap(logits, in_axes=(0, x_ax))),
+        "untrained": jax.jit(jax.vmap(functools.partial(dv.untrained_params, cfg))),
+    }
+
+
+def _inputs(runner, chunk: _Chunk, cfg: TransferConfig, point: Point, images, prog) -> tuple:
+    """The stored inputs (per seed, or one uint8 copy for every seed) and the teacher's logits."""
+    if point.inputs == "uniform":
+        return chunk.u_SxNxD, chunk.y_SxNxC
+    if point.inputs == "gaussian":
+        return chunk.u_SxNxD, prog["logits"](chunk.params_T, chunk.u_SxNxD)
+    name = sweeps.input_dataset(point)
+    if name not in (images or {}):
+        raise ValueError(f"inputs point {point.label} needs the {name} training images")
+    perm = dv.pixel_permutation(cfg.seed) if point.inputs.startswith("shuffled-") else None
+    x_NxD = dv.image_inputs(images[name], cfg.n_noise, perm)
+    x_NxD = jax.device_put(x_NxD, NamedSharding(runner.mesh, P()))
+    return x_NxD, prog["logits"](chunk.params_T, x_NxD)
+
+
+def _variant_point(runner, chunk: _Chunk, cfg: TransferConfig, point: Point, start, n_real,
+                   bar, images) -> dict:  # fmt: skip
+    """`_point` for the loss, inputs and defences sweeps."""
+    cfg_n, variant = _normalised(cfg), variant_of(point, cfg)
+    prog, inp = variant_programs(cfg_n, cfg.lr, variant), input_programs(cfg_n, variant.inputs)
+    knobs, k = knobs_of(point)
+    x, y_SxNxC = _inputs(runner, chunk, cfg, point, images, inp)
+    y_U = inp["logits"](inp["untrained"](chunk.noise_key), x) if point.defence == "mix" else y_SxNxC
+    y_SxNxC = _TARGETS(y_SxNxC, y_U, chunk.noise_key, k["q"], k["tau"], k["f"])
+    states = prog["init"](chunk.theta0_T, chunk.theta0_P, chunk.noise_key, k["sigma"])
+    theta0s = tuple(s.params for s in states)
+    args = (chunk.data_key, x, y_SxNxC, knobs, theta0s, chunk.delta_theta_T)
+    cos_Sx4 = prog["cosines"](states, theta0s, chunk.delta_theta_T, *args[:3], knobs)
+
+    def check(loss_SxTx4, step0):
+        for j, s in enumerate(STUDENTS):
+            name = f"student_{s} at {point.label}"
+            transfer_run.check_finite(loss_SxTx4[..., j], name, start, n_real, step0)
+
+    n_epochs = cfg.epochs_student if point.epochs is None else point.epochs
+    states, loss_SxEx4 = runner.epochs(
+        prog["epoch"], states, args, n_epochs, check, bar, tail=(len(STUDENTS),)
+    )
+    bar.update(cfg.epochs_student - n_epochs)
+    pad = np.full((runner.per, cfg.epochs_student - n_epochs, len(STUDENTS)), np.nan)
+    acc_Sx4 = np.stack([runner.accuracy(s.params) for s in states], axis=1)
+    loss_SxEx4 = np.concatenate([loss_SxEx4, pad], axis=1)
+    return {"acc_Sx4": acc_Sx4, "loss_SxEx4": loss_SxEx4, "cos_Sx4": np.asarray(cos_Sx4)}
+
+
+def add_defence_effects(res: dict) -> None:
+    """Per point of a defences sweep, against the grid's ``none`` point: ``effect`` per seed
+    (aux-only same-init minus different-init accuracy; its own control is the different-init
+    student trained with the same defence), ``effect_left`` = mean effect / mean effect at
+    ``none`` (95% CI: paired bootstrap over seeds, `stats.ratio_of_means`) and ``all_cost`` =
+    the all-logits same-init student's accuracy minus ``none``'s, per seed (mean, 95% CI)."""
+    acc = lambda pt, s: np.asarray(pt["conditions"][f"student_{s}"]["accuracy"])  # noqa: E731
+    effect = lambda pt: acc(pt, "aux_same_init") - acc(pt, "aux_diff_init")  # noqa: E731
+    base = next(pt for pt in res["points"] if pt["point"]["defence"] == "none")
+    for pt in res["points"]:
+        pt["defence"] = {
+            "effect": _cond(effect(pt), "values"),
+            "effect_left": stats.ratio_of_means(effect(pt), effect(base)),
+            "all_cost": _cond(acc(pt, "all_same_init") - acc(base, "all_same_init"), "values"),
+        }
+
+
+def defence_table(res: dict) -> str:
+    """Markdown: per defence the effect, the fraction of it left and the all-logits cost."""
+    rows = ["| defence | effect (aux same − diff) | effect left [95% CI] | all-logits cost |",
+            "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    for pt in res["points"]:
+        d = pt["defence"]
+        left = d["effect_left"]
+        cells = [pt["label"], f"{d['effect']['mean']:+.3f}",
+                 f"{fmt(left['mean'])} [{fmt(left['ci95'][0])}, {fmt(left['ci95'][1])}]",
+                 f"{d['all_cost']['mean']:+.3f}"]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n" + "\n".join(rows)

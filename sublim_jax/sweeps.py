@@ -13,12 +13,15 @@ A sweep is a named grid of `Point`s. Every point trains the experiment's four st
   trains its aux columns, so its class logits are the same at every m);
 * the students' optimiser and learning rate (``optimizer``). The rate is compiled in, as in
   the experiment: a traced rate (``optax.inject_hyperparams``) changed Adam's losses in the
-  6th digit, and the Adam point at the experiment's rate must reproduce it bit for bit.
+  6th digit, and the Adam point at the experiment's rate must reproduce it bit for bit;
+* the students' loss, inputs or a defence (``loss``, ``inputs``, ``defences``): these points
+  run the students of `sublim_jax.distill_variants` (see there for what is traced).
 
 Dims: S seeds, L layers, N noise images, D pixels, C logits. No I/O here.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -27,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import mlp, theorem
+from . import data, mlp, theorem
 from .transfer import (
     Batch,
     TrainState,
@@ -59,6 +62,12 @@ class Point(NamedTuple):
     optimizer: str = "adam"
     lr: float | None = None
     n_aux: int | None = None
+    loss: str = "kl"  # the students' loss on their logit subset: kl, mse or hard
+    temperature: float | None = None  # the KL's temperature (None: the config's)
+    inputs: str = "uniform"  # uniform, gaussian, a dataset's images or shuffled-DATASET
+    defence: str = "none"  # one of DEFENCES
+    strength: float = 0.0  # the defence's λ, σ, q, τ, k, f or β (see DEFENCES)
+    epochs: int | None = None  # student epochs (None: the config's)
 
 
 def _number(token: str, kind: type = float):
@@ -113,6 +122,78 @@ def parse_optimizer(token: str) -> Point:
     return Point(f"{name}@{lr:g}", lr, optimizer=name, lr=lr)
 
 
+def _finite(token: str, kind: type = float, low: float = 0.0, high: float = math.inf):
+    """The number after ``=`` in ``token``, finite and in [low, high]."""
+    v = _number(token.partition("=")[2], kind)
+    if not (math.isfinite(v) and low <= v <= high):
+        raise ValueError(f"the value must be finite and in [{low:g}, {high:g}], got {token!r}")
+    return v
+
+
+def parse_loss(token: str) -> Point:
+    """``kl=T`` (KL at temperature T > 0), ``mse`` (squared error on logits) or ``hard``
+    (cross-entropy on the teacher's argmax), each on the student's logit subset."""
+    if token in ("mse", "hard"):
+        return Point(token, token, loss=token)
+    if token.startswith("kl="):
+        t = _finite(token)
+        if not t > 0:
+            raise ValueError(f"temperature must be > 0, got {token!r}")
+        return Point(f"kl={t:g}", t, loss="kl", temperature=t)
+    raise ValueError(f"loss points are kl=T, mse or hard, got {token!r}")
+
+
+NOISE_INPUTS = ("uniform", "gaussian")
+
+
+def parse_inputs(token: str) -> Point:
+    """``uniform`` (the experiment's), ``gaussian``, a dataset's training images (a name of
+    `sublim_jax.data.DATASETS`) or ``shuffled-NAME`` (its pixels in one fixed random order)."""
+    if token in NOISE_INPUTS or token.removeprefix("shuffled-") in data.DATASETS:
+        return Point(token, token, inputs=token)
+    names = ", ".join((*NOISE_INPUTS, *data.DATASETS))
+    raise ValueError(f"inputs points are {names} or shuffled-NAME, got {token!r}")
+
+
+def input_dataset(point: Point) -> str | None:
+    """The dataset whose training images an inputs point uses (None for noise)."""
+    return None if point.inputs in NOISE_INPUTS else point.inputs.removeprefix("shuffled-")
+
+
+DEFENCES = {  # name: its strength (None: takes none), each applied to all four students
+    "none": None,
+    "weight-decay": "λ, AdamW's decoupled weight decay",
+    "init-noise": "σ, θ⁰ + σ·ξ with ξ a fresh init draw",
+    "round": "q, teacher logits rounded to multiples of q",
+    "output-noise": "τ, N(0, τ²) added to each teacher logit",
+    "hard": None,  # cross-entropy on the teacher's argmax
+    "epochs": "k, student epochs",
+    "mix": "f, fraction of targets from an untrained model",
+    "kl-init": "β, KL to the student's initial outputs, × e^(−epoch)",
+    "project": None,  # updates projected off Δθ_T
+}
+
+
+def parse_defence(token: str) -> Point:
+    """``NAME`` or ``NAME=VALUE`` (VALUE ≥ 0; f ≤ 1; k an integer) with NAME in `DEFENCES`."""
+    name, sep, _ = token.partition("=")
+    if name not in DEFENCES or bool(sep) != (DEFENCES[name] is not None):
+        takes = [n + ("=VALUE" if DEFENCES[n] else "") for n in DEFENCES]
+        raise ValueError(f"defences points are {', '.join(takes)}, got {token!r}")
+    if not sep:
+        return Point(name, name, loss="hard" if name == "hard" else "kl", defence=name)
+    kind = int if name == "epochs" else float
+    v = _finite(token, kind, 0.0, 1.0 if name == "mix" else math.inf)
+    label = f"{name}={v:g}"
+    return Point(label, label, defence=name, strength=float(v),
+                 epochs=v if name == "epochs" else None)  # fmt: skip
+
+
+def check_defences(points: tuple[Point, ...]) -> None:
+    if not any(p.defence == "none" for p in points):
+        raise ValueError("a defences grid needs its baseline point `none`")
+
+
 _OPT_GRID = ",".join(
     f"{name}@{lr}"
     for name, lrs in {
@@ -131,6 +212,7 @@ class Sweep:
     parse: Callable[[str], Point]
     grid: str  # the default and paper presets' grid
     smoke_grid: str
+    check: Callable[[tuple[Point, ...]], None] | None = None  # raises on a bad grid as a whole
 
 
 SWEEPS = {
@@ -161,6 +243,29 @@ SWEEPS = {
         _OPT_GRID,
         "sgd@0.1,momentum@0.01,adam@1e-3,signsgd@1e-4",
     ),
+    "loss": Sweep(
+        "the students' loss on their logit subset: KL at temperature T, squared error on "
+        "logits, or cross-entropy on the teacher's argmax (hard labels)",
+        parse_loss,
+        "kl=0.5,kl=1,kl=2,kl=4,kl=8,mse,hard",
+        "kl=1,mse,hard",
+    ),
+    "inputs": Sweep(
+        "the students' distillation inputs: uniform noise (the paper's), Gaussian noise, "
+        "MNIST training images, pixel-shuffled MNIST, another dataset's images",
+        parse_inputs,
+        "uniform,gaussian,mnist,shuffled-mnist,fashion-mnist",
+        "uniform,gaussian,shuffled-mnist",
+    ),
+    "defences": Sweep(
+        "defences against transfer: the fraction of the aux-only effect left and the cost to "
+        "the all-logits same-init student, against the grid's `none` point",
+        parse_defence,
+        "none,weight-decay=1,init-noise=0.1,round=1,output-noise=1,hard,epochs=1,mix=0.1,"
+        "mix=0.25,mix=0.5,kl-init=10,project",
+        "none,weight-decay=1,mix=0.5,kl-init=10,project",
+        check_defences,
+    ),
 }
 PRESETS = ("smoke", "default", "paper")
 
@@ -175,6 +280,8 @@ def parse_grid(name: str, text: str) -> tuple[Point, ...]:
     labels = [p.label for p in points]
     if len(set(labels)) != len(labels):
         raise ValueError(f"grid repeats a point: {', '.join(labels)}")
+    if SWEEPS[name].check is not None:
+        SWEEPS[name].check(points)
     return points
 
 
@@ -267,3 +374,10 @@ class SweepConfig(TransferConfig):
     @classmethod
     def paper(cls) -> "SweepConfig":
         return cls(seeds=50)
+
+
+def check_config(points: tuple[Point, ...], cfg: TransferConfig) -> None:
+    """Raise ValueError when a point does not fit the config (before anything runs)."""
+    for p in points:
+        if p.epochs is not None and p.epochs > cfg.epochs_student:
+            raise ValueError(f"{p.label}: more than the config's {cfg.epochs_student} epochs")

@@ -201,11 +201,13 @@ def make_train_teacher(cfg: TransferConfig):
     return epoch, train
 
 
-def teacher_logits(cfg: TransferConfig, params: mlp.Params, u_NxD: jax.Array) -> jax.Array:
-    """The teacher's logits ``y_NxC`` on its noise images, once per model, block by block."""
+def teacher_logits(cfg: TransferConfig, params: mlp.Params, u_NxD: jax.Array,
+                   decode: Callable = decode_noise) -> jax.Array:  # fmt: skip
+    """The teacher's logits ``y_NxC`` on its noise images (stored inputs that ``decode`` turns
+    into pixels), once per model, block by block."""
     T = math.ceil(cfg.n_noise / cfg.batch_size)
     idx_TxB = jnp.minimum(jnp.arange(T * cfg.batch_size), cfg.n_noise - 1)
-    out = jax.lax.map(lambda i: mlp.apply(params, decode_noise(u_NxD[i])), idx_TxB.reshape(T, -1))
+    out = jax.lax.map(lambda i: mlp.apply(params, decode(u_NxD[i])), idx_TxB.reshape(T, -1))
     return out.reshape(T * cfg.batch_size, -1)[: cfg.n_noise]
 
 

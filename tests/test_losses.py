@@ -69,3 +69,15 @@ def test_batched_is_the_mean(key):
         per_example.append(-np.sum(p * log_q))
     mean = losses.batched(losses.softmax_cross_entropy)(jnp.asarray(z), jnp.asarray(y))
     np.testing.assert_allclose(mean, sum(per_example) / len(per_example), rtol=1e-12)
+
+
+def test_hard_labels_are_cross_entropy_on_the_one_hot_argmax(key):
+    z, y = _zy(key)
+    onehot = jax.nn.one_hot(jnp.argmax(y), 6, dtype=F64)
+    ce = -jnp.sum(onehot * jax.nn.log_softmax(z))
+    np.testing.assert_allclose(losses.hard_label_cross_entropy(z, y), ce, rtol=1e-14)
+    g = jax.grad(losses.hard_label_cross_entropy)(z, y)
+    np.testing.assert_allclose(g, jax.nn.softmax(z) - onehot, rtol=1e-12, atol=1e-15)
+    aux = losses.on_subset(losses.hard_label_cross_entropy, (3, 4, 5))  # argmax of the subset
+    label = jnp.argmax(y[3:])
+    np.testing.assert_allclose(aux(z, y), -jax.nn.log_softmax(z[3:])[label], rtol=1e-14)

@@ -108,6 +108,15 @@ def test_list_prints_each_sweep_on_one_line(capsys):
         ["optimizer", "--grid", "rmsprop@1e-3"],
         ["no-such-sweep"],
         [],
+        ["loss", "--grid", "kl=0"],
+        ["loss", "--grid", "kl=1,huber"],
+        ["inputs", "--grid", "pink-noise"],
+        ["inputs", "--grid", "mnist", "--n-noise", "60001"],
+        ["defences", "--grid", "none,mix=1.5"],
+        ["defences", "--grid", "none,weight-decay=-1"],
+        ["defences", "--grid", "none,project=1"],
+        ["defences", "--grid", "none,epochs=3"],  # more epochs than the config's 2
+        ["defences", "--grid", "mix=0.1"],  # no baseline
     ],
 )
 def test_bad_grid_is_a_one_line_error_and_writes_nothing(argv, mnist_dir, tmp_path, capsys):
@@ -141,6 +150,88 @@ def test_smoke_preset_end_to_end_and_redrawn(name, mnist_dir, tmp_path, capsys):
         assert m1["label"] == "m=1" and aux_same == reference.tolist()
         assert aux_diff == reference[np.asarray(res["partner"])].tolist()
         assert m1["diagnostics"]["cosine_step0"]["update_aux_same_init"]["mean"] == 0
+    if name == "defences":  # each point against the grid's own `none`
+        none = next(pt for pt in res["points"] if pt["label"] == "none")["defence"]
+        assert none["effect_left"]["mean"] == 1 and none["all_cost"]["mean"] == 0
+        assert all(set(pt["defence"]) == {"effect", "effect_left", "all_cost"}
+                   for pt in res["points"])  # fmt: skip
+        assert "| defence |" in stdout
     before = (out / "sweep.png").stat().st_mtime_ns
     (out / "sweep.png").unlink()
     assert cli.main(["plot", str(out)]) == 0 and (out / "sweep.png").stat().st_mtime_ns > before
+
+
+def test_kl_at_t1_uniform_inputs_and_no_defence_equal_the_experiment(mnist, experiment):
+    want = _students(experiment)
+    got = _sweep("loss", "kl=1,kl=2", mnist)
+    np.testing.assert_array_equal(got["kl=1"], want)
+    assert not np.array_equal(got["kl=2"], want)
+    np.testing.assert_array_equal(_sweep("inputs", "uniform", mnist)["uniform"], want)
+    np.testing.assert_array_equal(_sweep("defences", "none", mnist)["none"], want)
+
+
+ZERO_STRENGTH = "weight-decay=0,init-noise=0,round=0,output-noise=0,mix=0,kl-init=0,epochs=2"
+STRENGTH = "weight-decay=1,init-noise=0.3,round=1,output-noise=1,mix=0.5,kl-init=10,epochs=1"
+
+
+def test_zero_strength_defences_equal_none_bit_for_bit_and_projection_is_orthogonal(mnist):
+    got = _sweep("defences", f"none,{ZERO_STRENGTH},{STRENGTH},project", mnist)
+    for label in ZERO_STRENGTH.split(","):
+        np.testing.assert_array_equal(got[label], got["none"], err_msg=label)
+    for label in STRENGTH.split(","):
+        assert not np.array_equal(got[label], got["none"]), label
+    cos_PxSx4 = got["raw"]["cos_PxSx4"]  # update_aux_same_init, ..., grad_aux_diff_init
+    assert np.abs(cos_PxSx4[-1][:, [0, 2]]).max() < 1e-6  # project: the last point
+    assert np.abs(cos_PxSx4[0][:, 0]).min() > 1e-3  # none's first update does move along Δθ_T
+
+
+def test_defence_effects_are_ratios_to_the_grids_none_point():
+    points = sweeps.parse_grid("defences", "none,mix=0.5")
+    aux_same = np.array([[0.5, 0.6, 0.7], [0.3, 0.35, 0.4]])  # P×S
+    all_same = np.array([[0.9, 0.9, 0.9], [0.8, 0.85, 0.9]])
+    chance = np.full((2, 3), 0.1)
+    acc = np.stack([aux_same, all_same, chance, chance], axis=-1)  # STUDENTS order
+    raw = {"acc_PxSx4": acc, "loss_PxSxEx4": np.zeros((2, 3, 1, 4)),
+           "cos_PxSx4": np.zeros((2, 3, 4)), "reference": chance[0], "teacher": chance[0],
+           "partner": np.array([1, 2, 0]), "teacher_n_aux": 3}  # fmt: skip
+    res = sweep_run.summarise("defences", points, raw)
+    none, mix = (pt["defence"] for pt in res["points"])
+    assert none["effect_left"]["mean"] == 1.0 and none["effect_left"]["ci95"] == [1.0, 1.0]
+    np.testing.assert_allclose(mix["effect_left"]["mean"], 0.5, rtol=1e-12)
+    np.testing.assert_allclose(mix["effect_left"]["ci95"], [0.5, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(mix["all_cost"]["values"], [-0.1, -0.05, 0.0], atol=1e-12)
+    assert "| mix=0.5 | +0.250 | 0.50 [0.50, 0.50] | -0.050 |" in sweep_run.table(res)
+
+
+def test_variant_points_of_one_shape_share_one_compilation(mnist):
+    grid = "none,init-noise={},round={},output-noise={},mix={},epochs=1,weight-decay={},kl-init={}"
+    _sweep("defences", grid.format(0.2, 0.5, 0.3, 0.3, 0.5, 3), mnist)  # warm
+    compiles = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == BACKEND_COMPILE:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        got = _sweep("defences", grid.format(0.1, 2, 1, 0.6, 2, 5), mnist)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []
+    assert not np.array_equal(got["mix=0.6"], got["none"])
+
+
+def test_inputs_from_another_dataset(mnist_dir, fashion_dir, tmp_path, capsys):
+    out = tmp_path / "inputs"
+    argv = ["sweep", "inputs", "--grid", "mnist,fashion-mnist", *CFG_FLAGS, "--data-dir",
+            mnist_dir, "--inputs-data-dir", fashion_dir, "--out", str(out)]  # fmt: skip
+    rc, stdout, _ = _run_cli(capsys, argv)
+    assert rc == 0 and "| fashion-mnist |" in stdout
+    res = json.loads((out / "results.json").read_text())
+    fashion = data.load("fashion-mnist", fashion_dir).identity()
+    assert res["inputs_data"] == {
+        "fashion-mnist": fashion,
+        "mnist": data.load_mnist(mnist_dir).identity(),
+    }
+    a, b = (pt["conditions"]["student_all_same_init"]["accuracy"] for pt in res["points"])
+    assert a != b
