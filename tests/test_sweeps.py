@@ -219,9 +219,10 @@ def test_teacher_steps_program_takes_exactly_n_steps(mnist):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_alignment_at_step_1_is_the_step_0_cosine_and_positive_for_same_init(mnist):
+def test_alignment_at_step_1_is_the_step_0_cosine_and_positive_for_same_init(mnist, experiment):
     got = _sweep("alignment-over-training", "0,lambda=1", mnist)
     raw = got["raw"]
+    np.testing.assert_array_equal(got["σ=0"], _students(experiment))  # recording changes nothing
     cos_SxKx2x4xL = raw["curves_P"][0]["cos_SxKx2x4xL"]
     K = CFG.epochs_student * -(-CFG.n_noise // CFG.batch_size)
     assert cos_SxKx2x4xL.shape == (CFG.seeds, K, 2, 4, len(sweeps.LAYERS) + 1)
