@@ -2,7 +2,7 @@
 
     uv run python benchmarks/mnist_speed.py --data-dir DIR          # 10 seeds, ~10 min, 2-core CPU
     uv run python benchmarks/mnist_speed.py --data-dir DIR --torch-python /torch-venv/bin/python
-    uv run python benchmarks/mnist_speed.py --seeds 2 --skip-memory   # epochs and peak only, ~1 min
+    uv run python benchmarks/mnist_speed.py --seeds 2 --skip-memory --skip-sweep  # ~1 min
 
 Prints: (1) the fp32 matmul peak of this machine, measured here with a jitted 2048² matmul;
 (2) achieved FLOP/s of one teacher epoch and one student epoch for ``--seeds`` vmapped seeds, and
@@ -17,6 +17,10 @@ with the default epochs, and peak memory at 100 seeds with 0 epochs (noise, teac
 evaluation and the host copy of all 100 teachers: everything but training, whose buffers are
 per chunk and small); (6) with ``--torch-python``, the same wall time and memory for the
 original's computation re-implemented in PyTorch (`mnist_torch_reference.py`), in this run.
+(7) a sweep's throughput: an ``init-distance`` sweep (``--sweep-points`` points of one shape, so
+one compiled program; 1 student epoch, untrained teachers: the teacher phase is not per point)
+timed at 1 point and at P points; the difference gives seconds per added point, its points/s
+and FLOP/s (the four students' `mlp.train_flops`) over the same measured matmul peak.
 ``--out FILE`` also saves the report, with the software versions, as JSON.
 
 Why the noise is drawn once and stored as uint16 (transfer.make_noise): on CPU drawing is
@@ -46,12 +50,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from sublim_jax import mlp, results, transfer
+from sublim_jax import mlp, results, sweep_run, sweeps, transfer
 
 REPEATS = 5
 # The authors' script, all six conditions at 10 models, on a 2-core CPU machine of the kind we
@@ -105,9 +109,26 @@ def student_epoch_rate(cfg, S: int) -> tuple[float, float]:
     t_noise = best_time(noise, keys, repeats=2)
     u = noise(keys)
     y = jax.random.normal(keys[0], (S, u.shape[1], cfg.sizes[-1]), jnp.float32)
-    states = jax.vmap(partial(transfer.init_students, cfg))(keys, keys[::-1])
+    init = lambda same, diff: transfer.init_students(cfg, same_key=same, diff_key=diff)  # noqa: E731
+    states = jax.vmap(init)(keys, keys[::-1])
     vmapped = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, 0, 0)))
     return best_time(vmapped, states, keys, 0, u, y, repeats=2), t_noise
+
+
+def sweep_rate(cfg, points: int, x, y) -> tuple[float, float]:
+    """(seconds of a 1-point, of a ``points``-point init-distance sweep), one shape, warmed."""
+    grid = ",".join(f"{0.1 * (i + 1):g}" for i in range(points))
+    x_test, y_test = x[:10_000], y[:10_000]
+
+    def run(text: str) -> float:
+        start = time.perf_counter()
+        sweep_run.run(
+            "init-distance", sweeps.parse_grid("init-distance", text), cfg, x, y, x_test, y_test
+        )
+        return time.perf_counter() - start
+
+    run("0")  # compiles every program the points share
+    return run("0"), run(grid)
 
 
 def cli_run(seeds: int, epochs: int | None, data_dir: str | None) -> tuple[float, float]:
@@ -161,9 +182,13 @@ def main() -> None:
         "(mnist_torch_reference.py) at --seeds models, in this run (needs --data-dir)",
     )
     parser.add_argument("--out", metavar="FILE", help="also write the report as JSON (atomically)")
+    parser.add_argument("--sweep-points", type=int, default=3, help="points of the timed sweep")
+    parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
     if args.torch_python and (args.skip_memory or not args.data_dir):
         parser.error("--torch-python needs --data-dir and the end-to-end run (no --skip-memory)")
+    if args.sweep_points < 2:
+        parser.error("--sweep-points must be ≥ 2 (the rate is the difference to 1 point)")
     if args.torch_python and not os.access(args.torch_python, os.X_OK):
         parser.error(f"--torch-python {args.torch_python!r} is not an executable interpreter")
     cfg = dataclasses.replace(transfer.TransferConfig(), seeds=args.seeds)
@@ -196,6 +221,19 @@ def main() -> None:
         "teacher_epoch_s": t_teacher,
         "student_epoch_s": t_student,
     }
+    if not args.skip_sweep:
+        P = args.sweep_points
+        cfg_sweep = dataclasses.replace(cfg, epochs_teacher=0, epochs_student=1)
+        t_1, t_P = sweep_rate(cfg_sweep, P, np.asarray(x), np.asarray(y))
+        per_point = (t_P - t_1) / (P - 1)
+        rate = epoch_flops(cfg_sweep, cfg_sweep.n_noise, 4 * S) / per_point
+        report |= {
+            "sweep_s_per_point": per_point,
+            "sweep_points_per_s": 1 / per_point,
+            "sweep_points_per_s_end_to_end": P / t_P,
+            "sweep_gflops": rate / 1e9,
+            "sweep_over_peak": rate / peak,
+        }
     if not args.skip_memory:
         rss, wall = cli_run(S, None, args.data_dir)
         report["end_to_end_wall_s_at_seeds"] = wall

@@ -215,9 +215,8 @@ def run_sweep(args: argparse.Namespace) -> Path | None:
         raise UsageError(f"unknown sweep {args.name!r} (known: {known}); see --list")
     cfg = config_from_args(sweeps.SweepConfig, args)
     try:
-        sweep = sweeps.SWEEPS[args.name]
-        grid = sweep.smoke_grid if args.preset == "smoke" else sweep.grid
-        points = sweeps.parse_grid(args.name, grid if args.grid is None else args.grid)
+        grid = sweeps.grid_text(args.name, args.preset) if args.grid is None else args.grid
+        points = sweeps.parse_grid(args.name, grid)
         sweeps.check_config(points, cfg)
     except ValueError as err:
         raise UsageError(str(err)) from err
@@ -249,8 +248,13 @@ def run_sweep(args: argparse.Namespace) -> Path | None:
     }
     results.write_json(out / "results.json", res)
     figures.sweep_figure(res, out)
+    tracked = any(p.track for p in points)
+    if tracked:
+        figures.alignment_figure(res, out)
     print(sweep_run.table(res))
     print(f"wrote {out}/config.json, results.json, sweep.pdf, sweep.png")
+    if tracked:
+        print(f"wrote {out}/alignment.pdf, alignment.png")
     return out
 
 
@@ -296,6 +300,8 @@ def run_plot(args: argparse.Namespace) -> Path:
         from . import sweep_run
 
         paths = figures.sweep_figure(res, out)
+        if any("alignment" in p["diagnostics"] for p in res["points"]):
+            paths += figures.alignment_figure(res, out)
         print(sweep_run.table(res))
     elif res.get("kind") == "across-sweeps":
         paths = figures.across_sweeps_figure(res, out)
@@ -370,7 +376,8 @@ def _add_sweep(sub, preset: str) -> None:
         metavar="POINTS",
         help="comma-separated points replacing the preset's grid, e.g. init-distance "
         "'0,0.1,lambda=0.5', layer-sharing 'none,h1+readout,all', aux-count '1,3,10', "
-        "optimizer 'sgd@0.1,adam@3e-4'",
+        "optimizer 'sgd@0.1,adam@3e-4', architecture '64x2,256x3', dose '1000,60000x1', "
+        "teacher-strength '0,0.1,steps=3,5', alignment-over-training '0,lambda=1'",
     )
     sweep.add_argument(
         "--inputs-data-dir",

@@ -154,8 +154,13 @@ def sweep_figure(results: dict, out_dir: str | Path, stem: str = "sweep") -> lis
         err = np.abs(ci.T - mean)
         ax_acc.errorbar(x, mean, err, color=color, ls=ls, marker=marker, capsize=3, label=label)
     fixed = results["fixed"]
-    ax_acc.axhline(fixed["teacher"]["mean"], color="k", lw=0.8, label="teacher")
-    ax_acc.axhline(fixed["reference"]["mean"], color="0.5", lw=0.8, ls=":", label="reference")
+    if results.get("teacher_groups", 1) > 1:  # the points' teachers differ
+        for key, color, ls in (("teacher", "k", "-"), ("reference", "0.5", ":")):
+            mean = [p["teacher"][key]["mean"] for p in points]
+            ax_acc.plot(x, mean, color=color, lw=0.8, ls=ls, marker=".", label=key)
+    else:
+        ax_acc.axhline(fixed["teacher"]["mean"], color="k", lw=0.8, label="teacher")
+        ax_acc.axhline(fixed["reference"]["mean"], color="0.5", lw=0.8, ls=":", label="reference")
     n = fixed["teacher"]["n"]
     ax_acc.set(ylim=(0, 1.05), ylabel="test accuracy", title=f"sweep {results['sweep']}, {n} seeds")
     ax_cos.axhline(0, color="k", lw=0.6)
@@ -252,6 +257,36 @@ def across_sweeps_figure(results: dict, out_dir: str | Path, stem: str = "across
     return _save(fig, Path(out_dir), stem)
 
 
+def alignment_figure(results: dict, out_dir: str | Path, stem: str = "alignment") -> list[Path]:
+    """alignment-over-training: per tracked point (a row), against the distillation step,
+    cos(θ_S(t) − θ⁰_S, Δθ_T) and cos(step t, Δθ_T) of the whole network, the same-init aux-only
+    student's displacement cosine per layer, and the teacher's loss L_T on the students."""
+    points = [p for p in results["points"] if "alignment" in p["diagnostics"]]
+    fig = _figure(figsize=(18, 3.8 * len(points)))
+    axes = np.asarray(fig.subplots(len(points), 4, squeeze=False))
+    for row, pt in zip(axes, points, strict=True):
+        a = pt["diagnostics"]["alignment"]
+        for ax, (key, title) in zip(row[:2], _ALIGNMENT_PANELS, strict=True):
+            for cond, (color, ls, _, label) in SWEEP_STYLES.items():
+                _band(ax, a["steps"], a[key][cond]["all"], color, ls, label)
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set(xlabel="student step t", ylabel=title, title=f"{pt['label']}: whole network")
+        for j, layer in enumerate(a["layers"][:-1]):
+            for cond, ls in (("student_aux_same_init", "-"), ("student_aux_diff_init", "--")):
+                label = f"{layer}, {SWEEP_STYLES[cond][3]}"
+                curve = a["cos_displacement"][cond][layer]
+                _band(row[2], a["steps"], curve, f"C{j + 2}", ls, label)
+        row[2].axhline(0, color="k", lw=0.6)
+        row[2].set(xlabel="student step t", ylabel=_ALIGNMENT_PANELS[0][1], title="per layer")
+        for cond, (color, ls, _, label) in SWEEP_STYLES.items():
+            _band(row[3], a["steps_lt"], a["teacher_loss"][cond], color, ls, label)
+        row[3].set(xlabel="student step t", ylabel="L_T (test cross-entropy)", title="teacher loss")
+        for ax in row:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), stem)
+
+
 def _defence_panel(ax, points: list[dict], x: np.ndarray) -> None:
     """Per defence: the fraction of the aux-only effect left and the all-logits same-init
     student's accuracy change, against the grid's `none` (mean, 95% CI)."""
@@ -270,3 +305,15 @@ def _defence_panel(ax, points: list[dict], x: np.ndarray) -> None:
     ax.set(title="against the grid's `none`", ylabel="fraction left / Δ accuracy")
     ax.set_xticks(x, [p["label"] for p in points], rotation=45, ha="right", fontsize=8)
     ax.legend(fontsize=7)
+
+
+_ALIGNMENT_PANELS = (
+    ("cos_displacement", "cos(θ_S(t) − θ⁰_S, θ_T − θ⁰_T)"),
+    ("cos_step", "cos(θ_S(t) − θ_S(t−1), θ_T − θ⁰_T)"),
+)
+
+
+def _band(ax, steps, curve: dict, color: str, ls: str, label: str) -> None:
+    lo, hi = curve["ci95"]
+    ax.plot(steps, curve["mean"], color=color, ls=ls, lw=1, label=label)
+    ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)

@@ -1,4 +1,5 @@
-"""Run a sweep: teachers once per seed, then every grid point's students, seeds as jit(vmap).
+"""Run a sweep: teachers once per seed and teacher group (`sweeps.teacher_groups`; one group
+unless points change the teachers), then the group's grid points' students, seeds as jit(vmap).
 
 Reuses the experiment's runner (`sublim_jax.transfer_run`): its keys, chunks, mesh, teacher
 phase, noise, teacher logits, finiteness checks and accuracy. Per chunk of seeds the noise and
@@ -22,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 from . import distill_variants as dv
 from . import stats, sweeps, transfer_run
 from .sweeps import Point
-from .transfer import STUDENTS, TransferConfig, make_distill, teacher_logits
+from .transfer import STUDENTS, Batch, TransferConfig, make_distill, teacher_logits, teacher_loss
 
 F32 = jnp.float32
 SIDE_BY_SIDE = ("aux_same_init", "aux_diff_init", "all_same_init", "all_diff_init")
@@ -43,7 +44,8 @@ def programs(cfg_s: TransferConfig, optimizer: str, lr: float) -> dict[str, Call
 
 
 def _normalised(cfg: TransferConfig) -> TransferConfig:
-    return dataclasses.replace(cfg, seeds=2, chunk=0, seed=0)
+    """The fields no program depends on, fixed (epoch counts are Python loops)."""
+    return dataclasses.replace(cfg, seeds=2, chunk=0, seed=0, epochs_teacher=0, epochs_student=0)
 
 
 def _tree_sub(a, b):
@@ -71,7 +73,8 @@ def _point(runner, chunk: _Chunk, cfg: TransferConfig, point: Point, start, n_re
     lr = cfg.lr if point.lr is None else point.lr
     prog = programs(_normalised(cfg_s), point.optimizer, lr)
     n_out = cfg_s.sizes[-1]
-    coef = (jnp.asarray(point.a_L, F32), jnp.asarray(point.b_L, F32))
+    a_L, b_L = sweeps.layer_coefficients(point, len(cfg_s.sizes) - 1)
+    coef = (jnp.asarray(a_L, F32), jnp.asarray(b_L, F32))
     states = prog["init"](chunk.theta0_T, chunk.theta0_P, *coef)
     y_SxNxC = chunk.y_SxNxC[..., :n_out]
     delta = sweeps.slice_readout(chunk.delta_theta_T, n_out)
@@ -83,11 +86,13 @@ def _point(runner, chunk: _Chunk, cfg: TransferConfig, point: Point, start, n_re
             transfer_run.check_finite(loss_SxTx4[..., k], name, start, n_real, step0)
 
     args = (chunk.data_key, chunk.u_SxNxD, y_SxNxC)
+    epoch = _Tracker(runner, cfg_s, point, lr, states, delta) if point.track else prog["epoch"]
     states, loss_SxEx4 = runner.epochs(
-        prog["epoch"], states, args, cfg.epochs_student, check, bar, tail=(len(STUDENTS),)
+        epoch, states, args, cfg_s.epochs_student, check, bar, tail=(len(STUDENTS),)
     )
     acc_Sx4 = np.stack([runner.accuracy(s.params) for s in states], axis=1)
-    return {"acc_Sx4": acc_Sx4, "loss_SxEx4": loss_SxEx4, "cos_Sx4": np.asarray(cos_Sx4)}
+    out = {"acc_Sx4": acc_Sx4, "loss_SxEx4": loss_SxEx4, "cos_Sx4": np.asarray(cos_Sx4)}
+    return out | (epoch.curves() if point.track else {})
 
 
 def run(
@@ -102,12 +107,13 @@ def run(
     progress: Callable | None = None,
     images: dict[str, np.ndarray] | None = None,
 ) -> dict:
-    """Per-seed accuracies of every point's four students, the teachers' and reference
-    accuracies, and the step-0 cosines (numpy; points in grid order). ``images``: uint8
-    training images (N×784) per dataset name, for the ``inputs`` sweep's image points."""
+    """Per-seed accuracies of every point's four students and of its teachers and reference,
+    and the step-0 cosines (numpy; points in grid order). Teachers train once per
+    `sweeps.TeacherGroup`: once for the whole grid unless points change the teachers.
+    ``images``: uint8 training images (N×784) per dataset name, for ``inputs``' image points."""
     cfg.validate()
     sweeps.check_config(points, cfg)
-    cfg_T = sweeps.teacher_config(cfg, points)
+    groups = sweeps.teacher_groups(cfg, points)
     data = {
         "x_train": jnp.asarray(x_train_NxD[: cfg.n_train], F32),
         "y_train": jnp.asarray(y_train_N[: cfg.n_train], jnp.int32),
@@ -115,28 +121,42 @@ def run(
         "y_test": jnp.asarray(y_test_N[: cfg.n_test], jnp.int32),
     }
     progress = progress or (lambda *_: transfer_run._NoBar())
-    runner = transfer_run._Runner(cfg_T, data, None, progress)
-    teachers = runner.teachers()
-    bar = progress(f"sweep {name}", runner.n_chunks * len(points) * cfg.epochs_student)
-    per_point = [[] for _ in points]
-    for (start, sl, n_real), teacher in zip(runner.chunks(), teachers, strict=True):
-        chunk = _Chunk(runner, teacher, sl)
-        for out, point in zip(per_point, points, strict=True):
-            if name in VARIANT_SWEEPS:
-                out.append(_variant_point(runner, chunk, cfg, point, start, n_real, bar, images))
-                continue
-            out.append(_point(runner, chunk, cfg, point, start, n_real, bar))
-        del chunk
-    bar.close()
     cat = lambda chunks, k: np.concatenate([c[k] for c in chunks])[: cfg.seeds]  # noqa: E731
+    per_point, fixed = [[] for _ in points], [{} for _ in points]
+    for group in groups:
+        runner = _Runner(group.cfg, data, progress, group.extra_steps)
+        teachers = runner.teachers()
+        epochs = sum(sweeps.student_config(cfg, points[i]).epochs_student for i in group.points)
+        bar = progress(f"sweep {name}", runner.n_chunks * epochs)
+        for (start, sl, n_real), teacher in zip(runner.chunks(), teachers, strict=True):
+            chunk = _Chunk(runner, teacher, sl)
+            for i in group.points:
+                if name in VARIANT_SWEEPS:
+                    out = _variant_point(runner, chunk, cfg, points[i], start, n_real, bar, images)
+                else:
+                    out = _point(runner, chunk, cfg, points[i], start, n_real, bar)
+                per_point[i].append(out)
+            del chunk
+        bar.close()
+        for i in group.points:
+            fixed[i] = {k: cat(teachers, f"acc_{k}") for k in ("reference", "teacher")}
+            fixed[i]["n_aux"] = group.cfg.n_aux
     return {
-        "reference": cat(teachers, "acc_reference"),
-        "teacher": cat(teachers, "acc_teacher"),
+        "reference": fixed[0]["reference"],
+        "teacher": fixed[0]["teacher"],
+        "reference_PxS": np.stack([f["reference"] for f in fixed]),
+        "teacher_PxS": np.stack([f["teacher"] for f in fixed]),
+        "teacher_steps_P": [sweeps.teacher_steps(cfg, p) for p in points],
+        "teacher_groups": len(groups),
         "acc_PxSx4": np.stack([cat(p, "acc_Sx4") for p in per_point]),
-        "loss_PxSxEx4": np.stack([cat(p, "loss_SxEx4") for p in per_point]),
+        "loss_PxSxEx4": [cat(p, "loss_SxEx4") for p in per_point],  # E may differ per point
         "cos_PxSx4": np.stack([cat(p, "cos_Sx4") for p in per_point]),
+        "curves_P": [
+            {k: cat(p, k) for k in CURVES} if pt.track else None
+            for p, pt in zip(per_point, points, strict=True)
+        ],
         "partner": runner.keys["partner"][: cfg.seeds],
-        "teacher_n_aux": cfg_T.n_aux,
+        "teacher_n_aux": fixed[0]["n_aux"],
     }
 
 
@@ -152,13 +172,21 @@ def summarise(name: str, points: tuple[Point, ...], raw: dict) -> dict:
         cos = {c: _cond(raw["cos_PxSx4"][p, :, k], "values") for k, c in enumerate(sweeps.COSINES)}
         loss = raw["loss_PxSxEx4"][p]
         final = {f"student_{s}": _final_loss(loss[..., k]) for k, s in enumerate(STUDENTS)}
+        diagnostics = {"cosine_step0": cos, "final_loss_mean": final}
+        if raw["curves_P"][p] is not None:
+            diagnostics["alignment"] = alignment_curves(raw["curves_P"][p])
         out_points.append(
             {
                 "label": point.label,
                 "value": point.value,
                 "point": point._asdict(),
                 "conditions": conds,
-                "diagnostics": {"cosine_step0": cos, "final_loss_mean": final},
+                "diagnostics": diagnostics,
+                "teacher": {
+                    "steps": raw["teacher_steps_P"][p],
+                    "teacher": _cond(raw["teacher_PxS"][p]),
+                    "reference": _cond(raw["reference_PxS"][p]),
+                },
             }
         )
     res = {
@@ -169,6 +197,7 @@ def summarise(name: str, points: tuple[Point, ...], raw: dict) -> dict:
         "points": out_points,
         "partner": raw["partner"],
         "teacher_n_aux": raw["teacher_n_aux"],
+        "teacher_groups": raw["teacher_groups"],
     }
     if name == "optimizer":
         res["best_lr"] = best_per_optimizer(res)
@@ -201,6 +230,9 @@ def table(res: dict) -> str:
     rows.append(
         f"\nreference {fixed['reference']['mean']:.3f}, teacher {fixed['teacher']['mean']:.3f}"
     )
+    if res.get("teacher_groups", 1) > 1:
+        per_point = (f"{p['label']} {p['teacher']['teacher']['mean']:.3f}" for p in res["points"])
+        rows.append("teacher per point: " + ", ".join(per_point))
     if "best_lr" in res:
         rows.append("best lr (all-logits, same init): " + ", ".join(res["best_lr"].values()))
     if "defence" in res["points"][0]:
@@ -338,3 +370,96 @@ def defence_table(res: dict) -> str:
                  f"{d['all_cost']['mean']:+.3f}"]  # fmt: skip
         rows.append("| " + " | ".join(cells) + " |")
     return "\n" + "\n".join(rows)
+
+
+CURVES = ("cos_SxKx2x4xL", "lt_SxKx4")  # per step k (K = epochs × steps), L layers + whole net
+N_EVAL = 1000  # test images on which the tracked students' teacher loss L_T is evaluated
+
+
+@functools.lru_cache(maxsize=8)
+def tracked_programs(cfg_s: TransferConfig, optimizer: str, lr: float) -> dict[str, Callable]:
+    """Seed-vmapped `sweeps.make_tracked_epoch` (no donation: θ⁰_S stays) and L_T of four
+    students."""
+    epoch = sweeps.make_tracked_epoch(cfg_s, sweeps.make_tx(optimizer, lr))
+
+    def lt_4(params_4, x_MxD, y_M):
+        batch = Batch(x_MxD, y_M, jnp.ones(y_M.shape, F32))
+        return jnp.stack([teacher_loss(p, batch) for p in params_4])
+
+    return {
+        "epoch": jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, 0, 0, 0, 0, None, None))),
+        "lt": jax.jit(jax.vmap(lt_4, in_axes=(0, None, None))),
+    }
+
+
+class _Tracker:
+    """A tracked point's epoch for ``runner.epochs``: trains like the plain epoch and keeps
+    every step's alignment curves (`sweeps.make_tracked_epoch`)."""
+
+    def __init__(self, runner, cfg_s, point: Point, lr: float, states, delta_theta_T):
+        self.prog = tracked_programs(_normalised(cfg_s), point.optimizer, lr)
+        self.theta0_4 = tuple(s.params for s in states)
+        self.delta_theta_T = delta_theta_T
+        self.eval = (runner.data["x_test"][:N_EVAL], runner.data["y_test"][:N_EVAL])
+        self.cos, self.lt = [], [np.asarray(self.prog["lt"](self.theta0_4, *self.eval))[:, None]]
+
+    def __call__(self, states, data_key, e, u_SxNxD, y_SxNxC):
+        args = (self.theta0_4, self.delta_theta_T, *self.eval)
+        states, (loss_SxTx4, cos, lt) = self.prog["epoch"](
+            states, data_key, e, u_SxNxD, y_SxNxC, *args
+        )
+        self.cos.append(np.asarray(cos))
+        self.lt.append(np.asarray(lt))
+        return states, loss_SxTx4
+
+    def curves(self) -> dict:
+        """``cos_SxKx2x4xL`` after steps 1..K; ``lt_SxKx4`` at steps 0..K (K + 1 values)."""
+        cos, lt = np.concatenate(self.cos, 1), np.concatenate(self.lt, 1)
+        return {"cos_SxKx2x4xL": cos, "lt_SxKx4": lt}
+
+
+class _Runner(transfer_run._Runner):
+    """The experiment's runner; its teachers train ``extra_steps`` Adam steps of one more
+    epoch after their full epochs (teacher-strength's fractions of an epoch)."""
+
+    def __init__(self, cfg: TransferConfig, data: dict, progress: Callable, extra_steps: int):
+        super().__init__(cfg, data, None, progress)
+        self.jit = transfer_run.programs(_normalised(cfg))  # one program for every epoch count
+        self.extra_steps = extra_steps
+
+    def epochs(self, epoch: Callable, state, args, n: int, check: Callable, bar, tail=()):
+        state, loss_SxE = super().epochs(epoch, state, args, n, check, bar, tail)
+        if epoch is self.jit["teacher_epoch"] and self.extra_steps:
+            steps = teacher_steps_program(_normalised(self.cfg))
+            state, loss_SxT = steps(state, args[0], n, *args[1:], self.extra_steps)
+            check(np.asarray(loss_SxT)[:, : self.extra_steps], n * sweeps.steps_per_epoch(self.cfg))
+        return state, loss_SxE
+
+
+@functools.lru_cache(maxsize=8)
+def teacher_steps_program(cfg: TransferConfig) -> Callable:
+    steps = sweeps.make_teacher_steps(cfg)
+    return jax.jit(jax.vmap(steps, in_axes=(0, 0, None, None, None, None)), donate_argnums=0)
+
+
+def _curve(v_SxK: np.ndarray) -> dict:
+    """Mean and 95% CI of the mean (`stats.mean_ci95`'s formula) at every step."""
+    mean_K = v_SxK.mean(0)
+    half_K = stats.Z95 * v_SxK.std(0, ddof=1) / np.sqrt(v_SxK.shape[0])
+    return {"mean": mean_K, "ci95": [mean_K - half_K, mean_K + half_K]}
+
+
+def alignment_curves(curves: dict) -> dict:
+    """The results.json form of a tracked point's curves: per quantity, student and layer
+    (``all`` = the whole network), mean and ci95 per step (``steps``; L_T at ``steps_lt``)."""
+    cos_SxKx2x4xL, lt_SxKx4 = curves["cos_SxKx2x4xL"], curves["lt_SxKx4"]
+    K, n_layers = cos_SxKx2x4xL.shape[1], cos_SxKx2x4xL.shape[-1] - 1
+    layers = (*sweeps.layer_names(n_layers), "all")
+    out = {"steps": np.arange(1, K + 1), "steps_lt": np.arange(K + 1), "layers": layers}
+    for q, name in enumerate(sweeps.TRACKED):
+        out[name] = {
+            f"student_{s}": {l: _curve(cos_SxKx2x4xL[:, :, q, k, j]) for j, l in enumerate(layers)}
+            for k, s in enumerate(STUDENTS)
+        }
+    out["teacher_loss"] = {f"student_{s}": _curve(lt_SxKx4[..., k]) for k, s in enumerate(STUDENTS)}
+    return out

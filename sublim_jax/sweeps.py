@@ -16,6 +16,12 @@ A sweep is a named grid of `Point`s. Every point trains the experiment's four st
   6th digit, and the Adam point at the experiment's rate must reproduce it bit for bit;
 * the students' loss, inputs or a defence (``loss``, ``inputs``, ``defences``): these points
   run the students of `sublim_jax.distill_variants` (see there for what is traced).
+* the architecture (``architecture``: width × hidden layers) or the teachers' training
+  (``teacher-strength``: epochs or Adam steps, fractions of an epoch included): points are
+  grouped by teacher (`teacher_groups`), each group's teachers trained once;
+* the students' dose (``dose``): the model's first n noise images, for e epochs;
+* what is recorded (``alignment-over-training``): init-distance points whose students log
+  per-step, per-layer alignment with Δθ_T and the teacher's loss (`make_tracked_epoch`).
 
 Dims: S seeds, L layers, N noise images, D pixels, C logits. No I/O here.
 """
@@ -39,11 +45,14 @@ from .transfer import (
     epoch_batches,
     logit_subsets,
     student_loss,
+    teacher_loss,
+    train_step,
 )
 
 F32 = jnp.float32
 LAYERS = ("h1", "h2", "readout")  # hidden-1, hidden-2, readout: the network's three Dense layers
 M_MAX = 1000  # most auxiliary logits an aux-count point may have
+W_MAX, DEPTH_MAX, N_NOISE_MAX = 8192, 16, 1_000_000  # architecture and dose bounds
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": optax.sgd,
     "momentum": partial(optax.sgd, momentum=0.9),
@@ -68,6 +77,13 @@ class Point(NamedTuple):
     defence: str = "none"  # one of DEFENCES
     strength: float = 0.0  # the defence's λ, σ, q, τ, k, f or β (see DEFENCES)
     epochs: int | None = None  # student epochs (None: the config's)
+    hidden: int | None = None  # architecture: hidden width (teachers and students)
+    depth: int | None = None  # architecture: hidden layers
+    n_noise: int | None = None  # dose: the students' noise images (the model's first n)
+    epochs_student: int | None = None  # dose: the students' epochs
+    teacher_epochs: float | None = None  # teacher-strength: teacher training, in epochs
+    teacher_steps: int | None = None  # teacher-strength: teacher training, in Adam steps
+    track: bool = False  # alignment-over-training: record per-step alignment curves
 
 
 def _number(token: str, kind: type = float):
@@ -194,6 +210,50 @@ def check_defences(points: tuple[Point, ...]) -> None:
         raise ValueError("a defences grid needs its baseline point `none`")
 
 
+def _ints(token: str, sep: str, what: str, n_max: int) -> tuple[int, ...]:
+    values = tuple(_number(t, int) for t in token.split(sep))
+    if not all(1 <= v <= n_max for v in values):
+        raise ValueError(f"{what} must be in 1..{n_max}, got {token!r}")
+    return values
+
+
+def parse_architecture(token: str) -> Point:
+    """``WxD``: D hidden layers of width W, teachers and students alike."""
+    if token.count("x") != 1:
+        raise ValueError(f"architecture points are WIDTHxDEPTH (e.g. 256x2), got {token!r}")
+    width, depth = _ints(token, "x", "width and depth", W_MAX)
+    if depth > DEPTH_MAX:
+        raise ValueError(f"depth must be in 1..{DEPTH_MAX}, got {token!r}")
+    return Point(f"{width}x{depth}", f"{width}x{depth}", hidden=width, depth=depth)
+
+
+def parse_dose(token: str) -> Point:
+    """``N`` noise images per model for the config's epochs, or ``NxE`` for E epochs."""
+    if token.count("x") > 1:
+        raise ValueError(f"dose points are N or NxE (e.g. 1000, 60000x1), got {token!r}")
+    n, *e = _ints(token, "x", "images and epochs", N_NOISE_MAX)
+    label = f"n={n}" + "".join(f"×{v}" for v in e)
+    return Point(label, n, n_noise=n, epochs_student=e[0] if e else None)
+
+
+def parse_teacher_strength(token: str) -> Point:
+    """``E`` teacher epochs (fractions allowed, rounded to whole steps) or ``steps=K``."""
+    name, _, text = token.rpartition("=")
+    if name not in ("", "steps"):
+        raise ValueError(f"teacher-strength points are E (epochs) or steps=K, got {token!r}")
+    v = _number(text, int if name else float)
+    if not v >= 0:
+        raise ValueError(f"teacher training must be ≥ 0, got {token!r}")
+    if name:
+        return Point(f"{v} steps", v, teacher_steps=v)
+    return Point(f"{v:g} ep", v, teacher_epochs=v)
+
+
+def parse_alignment(token: str) -> Point:
+    """An `parse_init_distance` point whose students record alignment curves every step."""
+    return parse_init_distance(token)._replace(track=True)
+
+
 _OPT_GRID = ",".join(
     f"{name}@{lr}"
     for name, lrs in {
@@ -213,6 +273,7 @@ class Sweep:
     grid: str  # the default and paper presets' grid
     smoke_grid: str
     check: Callable[[tuple[Point, ...]], None] | None = None  # raises on a bad grid as a whole
+    paper_grid: str | None = None  # the paper preset's grid, when not ``grid``
 
 
 SWEEPS = {
@@ -266,6 +327,38 @@ SWEEPS = {
         "none,weight-decay=1,mix=0.5,kl-init=10,project",
         check_defences,
     ),
+    "architecture": Sweep(
+        "WIDTHxDEPTH: D hidden layers of width W (teachers trained per architecture); does "
+        "transfer need a particular size?",
+        parse_architecture,
+        "64x2,128x2,256x2,256x1,256x3",
+        "32x2,16x1",
+        paper_grid=",".join(f"{w}x{d}" for w in (64, 128, 256, 512, 1024) for d in (1, 2, 3, 4)),
+    ),
+    "dose": Sweep(
+        "N (or NxE): students see only the first N noise images (for E epochs); is there a "
+        "threshold?",
+        parse_dose,
+        "100,1000,3000,10000,30000,60000x1,60000",
+        "256,2048x1,2048",
+        paper_grid="30,100,300,1000,3000,10000,30000,60000x1,60000x2,60000,60000x10",
+    ),
+    "teacher-strength": Sweep(
+        "teachers trained E epochs (fractions allowed) or steps=K: student accuracy against "
+        "the teacher's (the experiment's ε)",
+        parse_teacher_strength,
+        "0,0.1,1,5",
+        "0,0.25,2",
+        paper_grid="0,steps=1,steps=3,0.02,0.05,0.1,0.25,0.5,1,2,5",
+    ),
+    "alignment-over-training": Sweep(
+        "per step and layer: cos(θ_S(t) − θ⁰_S, θ_T − θ⁰_T), cos(step, θ_T − θ⁰_T) and the "
+        "teacher's loss on the students (points as init-distance: σ or lambda=λ)",
+        parse_alignment,
+        "0",
+        "0,lambda=1",
+        paper_grid="0,0.03,0.3",
+    ),
 }
 PRESETS = ("smoke", "default", "paper")
 
@@ -286,8 +379,14 @@ def parse_grid(name: str, text: str) -> tuple[Point, ...]:
 
 
 def preset_grid(name: str, preset: str) -> tuple[Point, ...]:
+    return parse_grid(name, grid_text(name, preset))
+
+
+def grid_text(name: str, preset: str) -> str:
     sweep = SWEEPS[name]
-    return parse_grid(name, sweep.smoke_grid if preset == "smoke" else sweep.grid)
+    if preset == "paper" and sweep.paper_grid is not None:
+        return sweep.paper_grid
+    return sweep.smoke_grid if preset == "smoke" else sweep.grid
 
 
 def teacher_config(cfg: TransferConfig, points: tuple[Point, ...]) -> TransferConfig:
@@ -297,7 +396,9 @@ def teacher_config(cfg: TransferConfig, points: tuple[Point, ...]) -> TransferCo
 
 
 def student_config(cfg: TransferConfig, point: Point) -> TransferConfig:
-    return cfg if point.n_aux is None else dataclasses.replace(cfg, n_aux=point.n_aux)
+    fields = ("n_aux", "hidden", "depth", "n_noise", "epochs_student")
+    changes = {f: getattr(point, f) for f in fields if getattr(point, f) is not None}
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def make_tx(optimizer: str, lr: float) -> optax.GradientTransformation:
@@ -381,3 +482,133 @@ def check_config(points: tuple[Point, ...], cfg: TransferConfig) -> None:
     for p in points:
         if p.epochs is not None and p.epochs > cfg.epochs_student:
             raise ValueError(f"{p.label}: more than the config's {cfg.epochs_student} epochs")
+
+
+def layer_names(n_layers: int) -> tuple[str, ...]:
+    """``h1 … h{n−1}, readout``; `LAYERS` for the experiment's network."""
+    return (*(f"h{l + 1}" for l in range(n_layers - 1)), "readout")
+
+
+def layer_coefficients(point: Point, n_layers: int) -> tuple[tuple[float, ...], ...]:
+    """The point's ``(a_L, b_L)`` for a network of ``n_layers`` Dense layers: a mix that is the
+    same in every layer (every point but layer-sharing's) applies to any depth."""
+    a_L, b_L = point.a_L, point.b_L
+    if len(a_L) != n_layers:
+        if len(set(a_L)) > 1 or len(set(b_L)) > 1:
+            raise ValueError(f"point {point.label} mixes {len(a_L)} layers, not {n_layers}")
+        a_L, b_L = a_L[:1] * n_layers, b_L[:1] * n_layers
+    return a_L, b_L
+
+
+class TeacherGroup(NamedTuple):
+    """Grid points whose teachers are the same: trained once, with this config."""
+
+    cfg: TransferConfig  # full epochs, the group's largest n_aux and n_noise
+    extra_steps: int  # Adam steps of one more, partial epoch (a fraction of an epoch)
+    points: tuple[int, ...]  # indices into the grid
+
+
+def steps_per_epoch(cfg: TransferConfig) -> int:
+    return math.ceil(cfg.n_train / cfg.batch_size)
+
+
+def teacher_steps(cfg: TransferConfig, point: Point) -> int:
+    """The point's teacher training in Adam steps (epochs are rounded to whole steps)."""
+    if point.teacher_steps is not None:
+        return point.teacher_steps
+    if point.teacher_epochs is not None:
+        return round(point.teacher_epochs * steps_per_epoch(cfg))
+    return cfg.epochs_teacher * steps_per_epoch(cfg)
+
+
+def teacher_groups(cfg: TransferConfig, points: tuple[Point, ...]) -> list[TeacherGroup]:
+    """Points grouped by teacher (architecture, training steps), in grid order. A group's noise
+    is its largest ``n_noise``: a smaller dose uses the model's first n images of it."""
+    members: dict[tuple, list[int]] = {}
+    for i, p in enumerate(points):
+        members.setdefault((p.hidden, p.depth, teacher_steps(cfg, p)), []).append(i)
+    groups, T = [], steps_per_epoch(cfg)
+    for (hidden, depth, k), idx in members.items():
+        group = tuple(points[i] for i in idx)
+        changes = {
+            "hidden": cfg.hidden if hidden is None else hidden,
+            "depth": cfg.depth if depth is None else depth,
+            "epochs_teacher": k // T,
+            "n_noise": max(cfg.n_noise if p.n_noise is None else p.n_noise for p in group),
+        }
+        cfg_T = dataclasses.replace(teacher_config(cfg, group), **changes).validate()
+        groups.append(TeacherGroup(cfg_T, k % T, tuple(idx)))
+    return groups
+
+
+def make_teacher_steps(cfg: TransferConfig) -> Callable:
+    """``steps(state, data_key, e, x_NxD, y_N, n_steps) -> (state, loss_T)``: the first
+    ``n_steps`` (traced: one program for every count) of the teacher's epoch ``e``; the later
+    steps are computed and discarded, so the state is the one after ``n_steps`` updates."""
+    tx = optax.adam(cfg.lr)
+
+    def steps(state, data_key, e, x_NxD, y_N, n_steps):
+        idx_TxB, w_TxB = epoch_batches(cfg, e, x_NxD.shape[0], key=data_key)
+
+        def step(state, t_iw):
+            t, idx_B, w_B = t_iw
+            new, loss = train_step(state, Batch(x_NxD[idx_B], y_N[idx_B], w_B), teacher_loss, tx)
+            keep = t < n_steps
+            new = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state)
+            return new, jnp.where(keep, loss, jnp.zeros_like(loss))
+
+        return jax.lax.scan(step, state, (jnp.arange(idx_TxB.shape[0]), idx_TxB, w_TxB))
+
+    return steps
+
+
+def layer_cosines(a: mlp.Params, b: mlp.Params) -> jax.Array:
+    """cos∠ of each Dense layer (weights and bias together), then of the whole network."""
+    return jnp.stack([*(theorem.cosine(x, y) for x, y in zip(a, b, strict=True)),
+                      theorem.cosine(a, b)])  # fmt: skip
+
+
+TRACKED = ("cos_displacement", "cos_step")
+
+
+def _cos_from(state: TrainState, theta_start: mlp.Params, delta_theta_T) -> jax.Array:
+    moved = jax.tree.map(jnp.subtract, state.params, theta_start)
+    return layer_cosines(moved, delta_theta_T)
+
+
+def make_tracked_epoch(cfg_s: TransferConfig, tx: optax.GradientTransformation) -> Callable:
+    """`make_distill`'s epoch of the four students, recording after every step t (per student,
+    per layer and for the whole network, Δθ_T = θ_T − θ⁰_T):
+
+    * ``cos_displacement``: cos(θ_S(t) − θ⁰_S, Δθ_T), the theorem's alignment beyond one step;
+    * ``cos_step``: cos(θ_S(t) − θ_S(t − 1), Δθ_T), each step's own alignment;
+    * ``L_T``: the teacher's loss (class cross-entropy) of the student on images ``x_MxD``.
+
+    ``epoch(states, data_key, e, u_NxD, y_NxC, theta0_4, delta_theta_T, x_MxD, y_M)
+    -> (states, (loss_Tx4, cos_Tx2x4x(L+1), lt_Tx4))``; after step 1 both cosines are
+    `first_step_cosines`'s cosine of the first update.
+    """
+    loss_fns = tuple(
+        partial(student_loss, logit_idx=idx, temperature=cfg_s.temperature)
+        for idx in logit_subsets(cfg_s)
+    )
+
+    def epoch(states, data_key, e, u_NxD, y_NxC, theta0_4, delta_theta_T, x_MxD, y_M):
+        idx_TxB, w_TxB = epoch_batches(cfg_s, e, cfg_s.n_noise, key=data_key)
+        eval_batch = Batch(x_MxD, y_M, jnp.ones(y_M.shape, F32))
+
+        def body(states, iw):
+            idx_B, w_B = iw
+            batch = Batch(decode_noise(u_NxD[idx_B]), y_NxC[idx_B], w_B)
+            out = [train_step(s, batch, f, tx) for s, f in zip(states, loss_fns, strict=True)]
+            new = tuple(o[0] for o in out)
+            starts = (theta0_4, tuple(s.params for s in states))
+            disp, step = ([_cos_from(a, b, delta_theta_T) for a, b in zip(new, p4, strict=True)]
+                          for p4 in starts)  # fmt: skip
+            lt_4 = jnp.stack([teacher_loss(n.params, eval_batch) for n in new])
+            cos_2x4xL = jnp.stack([jnp.stack(disp), jnp.stack(step)])
+            return new, (jnp.stack([o[1] for o in out]), cos_2x4xL, lt_4)
+
+        return jax.lax.scan(body, states, (idx_TxB, w_TxB))
+
+    return epoch

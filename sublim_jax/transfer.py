@@ -52,7 +52,7 @@ class TransferConfig:
     epochs_student: int = _f(5, "student epochs over the noise images")
     lr: float = _f(3e-4, "Adam learning rate (teacher and students)")
     batch_size: int = _f(1024, "batch size (the last batch of an epoch is partial)")
-    hidden: int = _f(256, "width of both hidden layers")
+    hidden: int = _f(256, "width of every hidden layer")
     n_aux: int = _f(3, "auxiliary logits")
     temperature: float = _f(1.0, "softmax temperature of the distillation KL")
     n_train: int = _f(60_000, "MNIST training images the teacher sees (first n)")
@@ -60,6 +60,7 @@ class TransferConfig:
     n_noise: int = _f(60_000, "noise images per model")
     chunk: int = _f(0, "seeds per compiled batch (bounds memory); 0 = auto: 5 on CPU, else all")
     seed: int = _f(0, "root random seed")
+    depth: int = _f(2, "hidden layers (each of width --hidden)")
 
     @classmethod
     def default(cls) -> "TransferConfig":
@@ -78,7 +79,7 @@ class TransferConfig:
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        return (784, self.hidden, self.hidden, N_CLASSES + self.n_aux)
+        return (784, *(self.hidden,) * self.depth, N_CLASSES + self.n_aux)
 
     def validate(self) -> "TransferConfig":
         checks = [
@@ -86,7 +87,7 @@ class TransferConfig:
             (min(self.epochs_teacher, self.epochs_student) >= 0, "epochs must be ≥ 0"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-            (min(self.batch_size, self.hidden, self.n_aux) >= 1, "sizes must be ≥ 1"),
+            (min(self.batch_size, self.hidden, self.n_aux, self.depth) >= 1, "sizes must be ≥ 1"),
             (1 <= self.n_train <= 60_000, f"n-train must be in 1..60000, got {self.n_train}"),
             (1 <= self.n_test <= 10_000, f"n-test must be in 1..10000, got {self.n_test}"),
             (self.n_noise >= 1, f"n-noise must be ≥ 1, got {self.n_noise}"),

@@ -10,9 +10,10 @@ import json
 
 import jax
 import numpy as np
+import optax
 import pytest
 
-from sublim_jax import cli, data, sweep_run, sweeps, transfer_run
+from sublim_jax import cli, data, sweep_run, sweeps, transfer, transfer_run
 from sublim_jax.sweeps import SweepConfig
 
 CFG = dataclasses.replace(SweepConfig.smoke(), lr=3e-4)
@@ -106,6 +107,14 @@ def test_list_prints_each_sweep_on_one_line(capsys):
         ["aux-count", "--grid", f"1,{sweeps.M_MAX + 1}"],
         ["optimizer", "--grid", ""],
         ["optimizer", "--grid", "rmsprop@1e-3"],
+        ["architecture", "--grid", "256x0"],
+        ["architecture", "--grid", "256"],
+        ["dose", "--grid=-5"],
+        ["dose", "--grid", "100x2x3"],
+        ["dose", "--grid", ","],
+        ["teacher-strength", "--grid=-1"],
+        ["teacher-strength", "--grid", "epochs=2"],
+        ["alignment-over-training", "--grid", "sigma=-1"],
         ["no-such-sweep"],
         [],
         ["loss", "--grid", "kl=0"],
@@ -156,9 +165,15 @@ def test_smoke_preset_end_to_end_and_redrawn(name, mnist_dir, tmp_path, capsys):
         assert all(set(pt["defence"]) == {"effect", "effect_left", "all_cost"}
                    for pt in res["points"])  # fmt: skip
         assert "| defence |" in stdout
-    before = (out / "sweep.png").stat().st_mtime_ns
-    (out / "sweep.png").unlink()
-    assert cli.main(["plot", str(out)]) == 0 and (out / "sweep.png").stat().st_mtime_ns > before
+    if name == "teacher-strength":  # 0 epochs: the teachers are their untrained inits
+        zero = res["points"][0]["teacher"]
+        assert zero["steps"] == 0 and zero["teacher"] == res["fixed"]["reference"]
+    figs = ["sweep.png"] + (["alignment.png"] if name == "alignment-over-training" else [])
+    before = [(out / f).stat().st_mtime_ns for f in figs]
+    for f in figs:
+        (out / f).unlink()
+    assert cli.main(["plot", str(out)]) == 0
+    assert all((out / f).stat().st_mtime_ns > t for f, t in zip(figs, before, strict=True))
 
 
 def test_kl_at_t1_uniform_inputs_and_no_defence_equal_the_experiment(mnist, experiment):
@@ -235,3 +250,114 @@ def test_inputs_from_another_dataset(mnist_dir, fashion_dir, tmp_path, capsys):
     }
     a, b = (pt["conditions"]["student_all_same_init"]["accuracy"] for pt in res["points"])
     assert a != b
+
+
+def test_architecture_points_equal_the_experiment_at_their_config(mnist, experiment):
+    got = _sweep("architecture", f"{CFG.hidden}x2,16x1", mnist)
+    np.testing.assert_array_equal(got[f"{CFG.hidden}x2"], _students(experiment))
+    other = transfer_run.run(dataclasses.replace(CFG, hidden=16, depth=1), *mnist)
+    np.testing.assert_array_equal(got["16x1"], _students(other))  # its own teachers
+    want = [experiment["accuracy"]["teacher"], other["accuracy"]["teacher"]]
+    np.testing.assert_array_equal(got["raw"]["teacher_PxS"], want)
+    assert got["raw"]["teacher_groups"] == 2
+
+
+def test_dose_at_the_full_noise_equals_the_experiment(mnist, experiment):
+    n = CFG.n_noise
+    got, want = _sweep("dose", f"256,{n}x1,{n}", mnist), _students(experiment)
+    np.testing.assert_array_equal(got[f"n={n}"], want)
+    np.testing.assert_array_equal(got[f"n={n}×1"][:, 1], want[:, 1])  # epoch 1 is epoch 1
+    assert got[f"n={n}×1"].shape[1] == 2  # accuracy and one epoch's loss
+    assert not np.array_equal(got["n=256"][:, 1], want[:, 1])
+
+
+def test_teacher_strength_at_the_configs_epochs_is_the_experiment_and_at_0_untrained(
+    mnist, experiment
+):
+    got = _sweep("teacher-strength", f"0,steps=3,{CFG.epochs_teacher}", mnist)
+    raw = got["raw"]
+    np.testing.assert_array_equal(got[f"{CFG.epochs_teacher} ep"], _students(experiment))
+    np.testing.assert_array_equal(raw["teacher_PxS"][2], experiment["accuracy"]["teacher"])
+    reference = experiment["accuracy"]["reference"]
+    np.testing.assert_array_equal(raw["teacher_PxS"][0], reference)  # 0 steps: untrained
+    assert raw["teacher_steps_P"] == [0, 3, CFG.epochs_teacher * sweeps.steps_per_epoch(CFG)]
+    assert np.all(raw["cos_PxSx4"][0] == 0)  # Δθ_T = 0
+    # the same-init students imitate their own init: only rounding moves them (Adam rescales it)
+    np.testing.assert_allclose(got["0 ep"][:, 0, 0], reference, atol=0.02)
+    assert np.all(raw["teacher_PxS"][1] != reference)  # 3 steps do train the teacher
+
+
+def test_teacher_steps_program_takes_exactly_n_steps(mnist):
+    cfg = dataclasses.replace(CFG, n_train=1024, batch_size=256)
+    x = jax.numpy.asarray(mnist[0][: cfg.n_train], jax.numpy.float32)
+    y = jax.numpy.asarray(mnist[1][: cfg.n_train], jax.numpy.int32)
+    state0 = transfer.init_state(cfg, key=jax.random.key(1))
+    key = jax.random.key(2)
+    steps = jax.jit(sweeps.make_teacher_steps(cfg))
+    epoch, _ = transfer.make_train_teacher(cfg)
+    idx_TxB, w_TxB = transfer.epoch_batches(cfg, 1, cfg.n_train, key=key)
+    tx = optax.adam(cfg.lr)
+    state = state0
+    for t in range(3):
+        batch = transfer.Batch(x[idx_TxB[t]], y[idx_TxB[t]], w_TxB[t])
+        state, _ = transfer.train_step(state, batch, transfer.teacher_loss, tx)
+        got, _ = steps(state0, key, 1, x, y, t + 1)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(state), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    full, _ = jax.jit(epoch)(state0, key, 1, x, y)
+    got, _ = steps(state0, key, 1, x, y, idx_TxB.shape[0])
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(full), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_alignment_at_step_1_is_the_step_0_cosine_and_positive_for_same_init(mnist, experiment):
+    got = _sweep("alignment-over-training", "0,lambda=1", mnist)
+    raw = got["raw"]
+    np.testing.assert_array_equal(got["σ=0"], _students(experiment))  # recording changes nothing
+    cos_SxKx2x4xL = raw["curves_P"][0]["cos_SxKx2x4xL"]
+    K = CFG.epochs_student * -(-CFG.n_noise // CFG.batch_size)
+    assert cos_SxKx2x4xL.shape == (CFG.seeds, K, 2, 4, len(sweeps.LAYERS) + 1)
+    assert raw["curves_P"][0]["lt_SxKx4"].shape == (CFG.seeds, K + 1, 4)
+    for q in range(2):  # displacement after step 1 = step 1 = the first update
+        for k, c in ((0, 0), (2, 2)):  # aux same init, aux diff init
+            np.testing.assert_allclose(
+                cos_SxKx2x4xL[:, 0, q, k, -1], raw["cos_PxSx4"][0][:, c], rtol=1e-4
+            )
+    assert np.all(cos_SxKx2x4xL[:, 0, 0, 0, -1] > 0)
+    assert np.all(cos_SxKx2x4xL[:, :, 0, 0, -1].mean(1) > cos_SxKx2x4xL[:, :, 0, 2, -1].mean(1))
+    lam1 = raw["curves_P"][1]["cos_SxKx2x4xL"]
+    np.testing.assert_array_equal(lam1[:, :, :, 0], lam1[:, :, :, 2])  # λ=1: same = diff init
+    res = sweep_run.summarise(
+        "alignment-over-training", sweeps.parse_grid("alignment-over-training", "0,lambda=1"), raw
+    )
+    curve = res["points"][0]["diagnostics"]["alignment"]["cos_displacement"]
+    mean = curve["student_aux_same_init"]["all"]["mean"]
+    np.testing.assert_allclose(mean, cos_SxKx2x4xL[:, :, 0, 0, -1].mean(0))
+
+
+def test_layer_coefficients_broadcast_only_uniform_mixes():
+    assert sweeps.layer_names(3) == sweeps.LAYERS
+    assert sweeps.layer_names(5) == ("h1", "h2", "h3", "h4", "readout")
+    sigma = sweeps.parse_init_distance("0.3")
+    assert sweeps.layer_coefficients(sigma, 5) == ((1.0,) * 5, (0.3,) * 5)
+    shared = sweeps.parse_layer_sharing("h1+readout")
+    assert sweeps.layer_coefficients(shared, 3) == (shared.a_L, shared.b_L)
+    with pytest.raises(ValueError, match="mixes 3 layers"):
+        sweeps.layer_coefficients(shared, 4)
+
+
+def test_teacher_strength_points_share_one_compilation(mnist):
+    _sweep("teacher-strength", "steps=3", mnist)  # warm
+    compiles = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == BACKEND_COMPILE:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        got = _sweep("teacher-strength", "steps=5,steps=40", mnist)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []
+    assert not np.array_equal(got["raw"]["teacher_PxS"][0], got["raw"]["teacher_PxS"][1])
