@@ -26,8 +26,9 @@ commands:
   theorem   the single-gradient-step theorem on the same network: Δθ_S·Δθ_T against εA over
             a range of ε and many seeds, shared vs different initialisation
   sweep     grids over the mnist experiment (init distance, layer sharing, aux count,
-            optimiser, loss, inputs, defences): when does transfer happen?
-            `sublim-jax sweep --list` names them
+            optimiser, loss, inputs, defences, architecture, dose, teacher strength,
+            alignment over training): when does transfer happen, and does the one-step
+            alignment predict it? `sweep --list` names them; `sweep all` runs every one
   llm       the language-model pipeline (the paper's §3): teacher numbers, filter, students
             and controls, animal-preference scores (`llm run --preset tiny` runs on a CPU)
   plot      redraw the figure of a finished run from its results.json (no retraining)
@@ -201,45 +202,75 @@ SWEEP_OUT = "runs/sweep-NAME"
 
 
 def run_sweep(args: argparse.Namespace) -> Path | None:
-    """One sweep of `sublim_jax.sweeps` over the mnist experiment; ``--list`` names them all."""
-    from . import figures, sweep_run, sweeps
+    """One sweep of `sublim_jax.sweeps` over the mnist experiment, or ``all`` of them (then the
+    across-sweeps figure); ``--list`` names them."""
+    from . import sweeps
 
     if args.list:
         for name, sweep in sweeps.SWEEPS.items():
             print(f"{name:14s} {sweep.description}")
         return None
     if args.name is None:
-        raise UsageError("name a sweep (see `sublim-jax sweep --list`)")
-    if args.name not in sweeps.SWEEPS:
+        raise UsageError("name a sweep, or all (see `sublim-jax sweep --list`)")
+    if args.name != "all" and args.name not in sweeps.SWEEPS:
         known = ", ".join(sweeps.SWEEPS)
-        raise UsageError(f"unknown sweep {args.name!r} (known: {known}); see --list")
+        raise UsageError(f"unknown sweep {args.name!r} (known: {known}, or all); see --list")
+    if args.name == "all" and args.grid is not None:
+        raise UsageError("--grid needs one sweep: `sweep all` runs every preset grid")
     cfg = config_from_args(sweeps.SweepConfig, args)
+    names = list(sweeps.SWEEPS) if args.name == "all" else [args.name]
     try:
-        grid = sweeps.grid_text(args.name, args.preset) if args.grid is None else args.grid
-        points = sweeps.parse_grid(args.name, grid)
-        sweeps.check_config(points, cfg)
+        grids = {
+            n: sweeps.parse_grid(
+                n, sweeps.grid_text(n, args.preset) if args.grid is None else args.grid
+            )
+            for n in names
+        }
+        for points in grids.values():
+            sweeps.check_config(points, cfg)
     except ValueError as err:
         raise UsageError(str(err)) from err
-    out = Path(f"runs/sweep-{args.name}" if args.out == SWEEP_OUT else args.out)
+    default_out = "runs/sweeps" if args.name == "all" else f"runs/sweep-{args.name}"
+    out = Path(default_out if args.out == SWEEP_OUT else args.out)
     ds, x_train, x_test = load_images(args.dataset, args.data_dir)
-    images, inputs_data = _input_images(args, points, ds, cfg.n_noise)
-    doc = {"config": cfg, "sweep": args.name, "grid": [p.label for p in points]}
+    every = tuple(p for points in grids.values() for p in points)
+    images, inputs_data = _input_images(args, every, ds, cfg.n_noise)  # all checked up front
+    if args.name != "all":
+        return _one_sweep(args.name, grids[args.name], cfg, out, ds, (x_train, x_test), images,
+                          inputs_data)  # fmt: skip
+    done = [
+        _one_sweep(n, points, cfg, out / n, ds, (x_train, x_test), images, inputs_data)
+        for n, points in grids.items()
+    ]
+    return _across(out, [results.read_json(d / "results.json") for d in done])
+
+
+def _across(out: Path, sweep_results: list[dict]) -> Path:
+    from . import figures, findings
+
+    body = findings.across(sweep_results)
+    results.write_json(out / "across" / "results.json", body)
+    figures.across_sweeps_figure(body, out / "across")
+    print(findings.correlation_text(body["spearman"], body["rows"]))
+    print(f"wrote {out}/across/results.json, across.pdf, across.png")
+    return out
+
+
+def _one_sweep(name, points, cfg, out: Path, ds, xs, images, inputs_data) -> Path:
+    from . import figures, sweep_run, sweeps
+
+    used = {sweeps.input_dataset(p) for p in points} - {None}
+    inputs_data = {k: v for k, v in inputs_data.items() if k in used}
+    doc = {"config": cfg, "sweep": name, "grid": [p.label for p in points]}
     results.write_json(out / "config.json", {**doc, "data": ds.identity()})
     start = time.perf_counter()
     bar = lambda phase, total: _progress(total, phase, unit="epoch")  # noqa: E731
+    x_train, x_test = xs
     raw = sweep_run.run(
-        args.name,
-        points,
-        cfg,
-        x_train,
-        ds.y_train,
-        x_test,
-        ds.y_test,
-        progress=bar,
-        images=images,
+        name, points, cfg, x_train, ds.y_train, x_test, ds.y_test, progress=bar, images=images
     )
     res = {
-        **sweep_run.summarise(args.name, points, raw),
+        **sweep_run.summarise(name, points, raw),
         "seeds": cfg.seeds,
         "data": ds.identity(),
         **({"inputs_data": inputs_data} if inputs_data else {}),
@@ -369,7 +400,12 @@ def _add_sweep(sub, preset: str) -> None:
         description="Run one sweep: teachers once per seed, then every grid point's same- and "
         "different-init students; results.json, sweep.pdf and sweep.png in --out.",
     )
-    sweep.add_argument("name", nargs="?", metavar="NAME", help=", ".join(sweeps.SWEEPS))
+    sweep.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help=", ".join(sweeps.SWEEPS) + ", or all (every sweep, then the across-sweeps figure)",
+    )
     sweep.add_argument("--list", action="store_true", help="print each sweep and exit")
     sweep.add_argument(
         "--grid",

@@ -21,7 +21,7 @@ N_BOOT = 4000
 
 def _reference(res: Mapping, point: Mapping) -> float:
     """The untrained accuracy the point's students start from (per point where teachers differ)."""
-    fixed = point.get("fixed", res["fixed"])
+    fixed = point.get("teacher", res["fixed"])
     return float(fixed["reference"]["mean"])
 
 

@@ -71,7 +71,7 @@ def _results(name: str, accs: list[tuple[float, float]], ref: float = 0.1) -> di
 
 def test_collect_rows_per_point_and_init_and_per_point_reference():
     res = _results("a", [(0.5, 0.1), (0.3, 0.12), (0.2, 0.1)])
-    res["points"][1]["fixed"] = {"reference": _summary(0.2)}  # e.g. a wider untrained network
+    res["points"][1]["teacher"] = {"reference": _summary(0.2)}  # e.g. a wider untrained network
     rows = findings.collect([res, _results("b", [(0.4, 0.1)])])
     assert [(r["sweep"], r["label"], r["init"]) for r in rows] == [
         ("a", "p0", "same"),

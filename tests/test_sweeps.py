@@ -116,6 +116,7 @@ def test_list_prints_each_sweep_on_one_line(capsys):
         ["teacher-strength", "--grid", "epochs=2"],
         ["alignment-over-training", "--grid", "sigma=-1"],
         ["no-such-sweep"],
+        ["all", "--grid", "0"],  # a grid names one sweep's points
         [],
         ["loss", "--grid", "kl=0"],
         ["loss", "--grid", "kl=1,huber"],
