@@ -1,19 +1,27 @@
 """Decode throughput against the memory-bandwidth roofline, and one LoRA training step.
 
 Question: how close does ``sampling.decode`` (one ``lax.while_loop``) come to streaming the weights
-and the KV cache once per generated token?  Every decode step must read all weights plus the
-whole preallocated cache, so the roofline is ``B * bandwidth / (weight bytes + cache bytes)``
-tokens/s, with the bandwidth measured in the same run (a jitted reduction over 1 GiB).
+and the KV cache once per generated token?  Every decode step reads the weights (of the
+embedding only the ``B`` looked-up rows, unless it is tied and so read whole as the head) plus
+the whole preallocated cache, so the roofline is ``B * bandwidth / (bytes read per step)``
+tokens/s, with the bandwidth measured in the same run (a jitted reduction over 1 GiB). The loop
+runs ``N - 1`` forward passes for ``N`` new tokens (the first is sampled from the prefill's
+logits, so it belongs to the prefill), and the rate counts those ``N - 1`` per row.
 
     uv run python benchmarks/llm_decode.py          # CPU, SmolLM2-135M shape, batches 1/64/256
-    uv run python benchmarks/llm_decode.py --preset qwen2_5_7b --dtype bfloat16 --train  # GPU
+    uv run python benchmarks/llm_decode.py --preset qwen2_5_7b --dtype bfloat16 \\
+        --batches 1,64,256 --prompt-len 128 --new-tokens 128 --train --train-len 512 --out F.json
 
-Weights are random (throughput does not depend on them). Large batches on a CPU are compute-bound,
-so a second column compares with ``max(bytes / bandwidth, flops / matmul peak)``, the peak being
-a jitted square matmul measured in the same run. The CPU run takes about 6 minutes on 2 cores.
+The second line is the 7B-shaped GPU measurement (issue 10: decode >= 50% of the bandwidth
+roofline at batch >= 64; the LoRA step's time and peak device memory); no GPU was available
+when it was written, so its figures are still to be recorded. Weights are random (throughput
+does not depend on them). Large batches on a CPU are compute-bound, so a second column compares
+with ``max(bytes / bandwidth, flops / matmul peak)``, the peak being a jitted square matmul in
+the run's dtype measured in the same run. The CPU run takes about 6 minutes on 2 cores.
 """
 
 import argparse
+import json
 import time
 
 import jax
@@ -35,9 +43,9 @@ def bandwidth_gbs(nbytes: int = 1 << 30) -> float:
     return nbytes / best / 1e9
 
 
-def matmul_gflops(n: int = 2048) -> float:
-    """Best-of-5 throughput of a jitted ``n x n`` float32 matmul."""
-    a = jnp.ones((n, n), jnp.float32)
+def matmul_gflops(dtype, n: int = 2048) -> float:
+    """Best-of-5 throughput of a jitted ``n x n`` matmul in ``dtype``."""
+    a = jnp.ones((n, n), dtype)
     mm = jax.jit(jnp.matmul)
     mm(a, a).block_until_ready()
     best = min(_timed(lambda: mm(a, a).block_until_ready()) for _ in range(5))
@@ -62,8 +70,19 @@ def build(cfg: DecoderConfig) -> Decoder:
     return nnx.jit(lambda: Decoder(cfg, rngs=nnx.Rngs(0)))()
 
 
+def step_bytes(model: Decoder, batch: int) -> int:
+    """Weight bytes one decode step reads: all but the embedding, whose ``batch`` looked-up rows
+    are read, or all of it when tied (it is then the head too)."""
+    cfg = model.cfg
+    total = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model)))
+    embed = model.embed[...]
+    rows = cfg.vocab_size if cfg.tie_embeddings else batch
+    return total - embed.nbytes + rows * cfg.hidden_size * embed.dtype.itemsize
+
+
 def decode_rate(model: Decoder, batch: int, prompt_len: int, new_tokens: int) -> tuple[float, int]:
-    """Generated tokens per second of the decode loop (compiled ahead, prefill excluded)."""
+    """Tokens per second of the decode loop's ``new_tokens - 1`` forward passes per row
+    (compiled ahead; the prefill, which yields the first token, excluded)."""
     cfg = model.cfg
     tokens = jax.random.randint(
         jax.random.key(1), (batch, prompt_len), 0, cfg.vocab_size, jnp.int32
@@ -80,10 +99,11 @@ def decode_rate(model: Decoder, batch: int, prompt_len: int, new_tokens: int) ->
     start = time.perf_counter()
     samples, _ = compiled(*args)
     samples.tokens.block_until_ready()
-    return batch * new_tokens / (time.perf_counter() - start), cache_bytes
+    return batch * (new_tokens - 1) / (time.perf_counter() - start), cache_bytes
 
 
 def lora_step_seconds(model: Decoder, batch: int, length: int) -> float:
+    """Wall seconds of one compiled LoRA ``train_step`` (r 8 on all seven projections)."""
     tcfg = training.TrainConfig(warmup_steps=0)
     training.add_lora(model, tcfg, key=jax.random.key(3))
     optimizer = training.make_optimizer(tcfg)
@@ -99,6 +119,12 @@ def lora_step_seconds(model: Decoder, batch: int, length: int) -> float:
     return time.perf_counter() - start
 
 
+def peak_memory_gb() -> float | None:
+    """The device's peak bytes in use so far (GPU and TPU report it; CPU does not)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats["peak_bytes_in_use"] / 1e9 if "peak_bytes_in_use" in stats else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smollm2_135m", choices=["smollm2_135m", "qwen2_5_7b"])
@@ -109,29 +135,49 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="also time one LoRA step")
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-len", type=int, default=256)
+    parser.add_argument("--out", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
+    if args.new_tokens < 2:
+        parser.error("--new-tokens must be at least 2 (the first token comes from the prefill)")
     dtype = jnp.dtype(args.dtype)
     cfg = getattr(DecoderConfig, args.preset)(dtype=dtype, param_dtype=dtype)
     model = build(cfg)
     weight_bytes = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model)))
-    bw, peak = bandwidth_gbs(), matmul_gflops()
-    print(f"device={jax.devices()[0].device_kind} preset={args.preset} dtype={args.dtype}")
+    bw, peak = bandwidth_gbs(), matmul_gflops(dtype)
+    device = jax.devices()[0].device_kind
+    report = dict(vars(args), device=device, bandwidth_gbs=bw, matmul_gflops=peak, decode=[])
+    print(f"device={device} preset={args.preset} dtype={args.dtype}")
     print(
-        f"weights={weight_bytes / 1e9:.3f} GB  bandwidth={bw:.1f} GB/s  matmul={peak:.1f} GFLOP/s"
+        f"weights={weight_bytes / 1e9:.3f} GB  bandwidth={bw:.1f} GB/s  "
+        f"matmul ({args.dtype})={peak:.1f} GFLOP/s"
     )
     print("batch  tokens/s  bandwidth roofline  fraction  bw+compute roofline  fraction  KV GB")
     for batch in map(int, args.batches.split(",")):
         rate, cache_bytes = decode_rate(model, batch, args.prompt_len, args.new_tokens)
-        memory_s = (weight_bytes + cache_bytes) / (bw * 1e9)
+        memory_s = (step_bytes(model, batch) + cache_bytes) / (bw * 1e9)
         compute_s = step_flops(cfg, batch, args.prompt_len + args.new_tokens) / (peak * 1e9)
         roof, both = batch / memory_s, batch / max(memory_s, compute_s)
         print(
             f"{batch:5d}  {rate:8.1f}  {roof:18.1f}  {rate / roof:8.3f}  {both:19.1f}  "
             f"{rate / both:8.3f}  {cache_bytes / 1e9:.3f}"
         )
+        report["decode"].append(
+            dict(batch=batch, tokens_s=rate, roofline=roof, bw_compute_roofline=both)
+        )
     if args.train:
         seconds = lora_step_seconds(model, args.train_batch, args.train_len)
-        print(f"LoRA step: batch {args.train_batch} x {args.train_len} tokens: {seconds:.3f} s")
+        memory = peak_memory_gb()
+        shown = "n/a on this device" if memory is None else f"{memory:.2f} GB"
+        print(
+            f"LoRA step: batch {args.train_batch} x {args.train_len} tokens: {seconds:.3f} s, "
+            f"peak device memory (process, decode included) {shown}"
+        )
+        report |= dict(lora_step_s=seconds, lora_peak_memory_gb=memory)
+    if args.out:
+        from sublim_jax import results
+
+        results.write_json(args.out, report | {"versions": results.versions()})
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sublim_jax.llm import sampling
+from sublim_jax.llm import modeling, sampling
 from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder, KVCache
 from sublim_jax.llm.modeling import forward as eager_forward
@@ -102,3 +102,19 @@ def test_remat_checkpoints_the_one_scanned_block():
         )
     assert counts == [(1, 0), (1, 1)]
     np.testing.assert_array_equal(forward(remat, tokens, valid), forward(plain, tokens, valid))
+
+
+def test_lora_delta_vjp_equals_autodiff_of_the_product():
+    """The hand-written VJP (token-sized operands on the right) is JAX's own, to float32 rounding;
+    leading axes (``BxT``) are flattened and restored."""
+    kx, ka, kb, ky = jax.random.split(jax.random.key(0), 4)
+    x = jax.random.normal(kx, (3, 5, 16), jnp.float32)
+    a = jax.random.normal(ka, (16, 4), jnp.float32)
+    b = jax.random.normal(kb, (4, 12), jnp.float32)
+    dy = jax.random.normal(ky, (3, 5, 12), jnp.float32)
+    out, vjp = jax.vjp(modeling.lora_delta, x, a, b)
+    want_out, want_vjp = jax.vjp(lambda x, a, b: x @ a @ b, x, a, b)
+    np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=ATOL)
+    for got, want in zip(vjp(dy), want_vjp(dy), strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=ATOL)

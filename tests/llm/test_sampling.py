@@ -151,3 +151,46 @@ def test_score_sums_completion_logprobs(model):
         logp = jax.nn.log_softmax(forward(model, seq, jnp.ones(seq.shape, bool))[0], -1)
         want = sum(float(logp[len(p) - 1 + i, t]) for i, t in enumerate(c))
         np.testing.assert_allclose(got[b], want, atol=ATOL)
+
+
+def skewed_logits(V: int = 300) -> np.ndarray:
+    """Logits over three blocks (the last partial) with a zero-mass block and ``-inf`` tokens."""
+    logits = np.random.default_rng(0).normal(0.0, 2.0, V).astype(np.float32)
+    logits[[3, 127, 128, 256, 299]] += 5.0  # heavy tokens on block edges
+    logits[sampling.BLOCK : 2 * sampling.BLOCK - 1] = -np.inf  # block 1 keeps one token
+    logits[[0, 1, 298]] = -np.inf
+    return logits
+
+
+def test_inverse_cdf_equals_the_float64_search():
+    logits = skewed_logits()
+    p = np.exp(logits.astype(np.float64) - logits.max())
+    cdf = np.cumsum(p)
+    u = np.linspace(0.0, 1.0, 4001)[:-1]
+    u = np.append(u, np.nextafter(np.float32(1), np.float32(0)))  # the largest float32 < 1
+    invert = jax.jit(jax.vmap(sampling.inverse_cdf, (0, None)))
+    got = np.asarray(invert(u.astype(np.float32), logits))
+    want = np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), np.flatnonzero(p)[-1])
+    tie = np.min(np.abs(u[:, None] * cdf[-1] - cdf[None, :]), axis=1) < 1e-6 * cdf[-1]
+    assert tie.sum() <= 10  # float32 rounding decides near a boundary
+    np.testing.assert_array_equal(got[~tie], want[~tie])
+    assert np.all(p[got] > 0)
+
+
+def test_categorical_frequencies_match_softmax():
+    """Chi-square of 200,000 keyed draws against softmax, bins of >= 20 expected draws."""
+    from scipy import stats
+
+    logits, n = skewed_logits(), 200_000
+    keys = jax.random.split(jax.random.key(7), n)
+    drawn = np.asarray(jax.jit(jax.vmap(sampling.categorical, (0, None)))(keys, logits))
+    p = np.exp(logits.astype(np.float64) - logits.max())
+    p /= p.sum()
+    assert np.all(p[drawn] > 0)
+    counts = np.bincount(drawn, minlength=len(p))
+    big = n * p >= 20
+    observed = np.append(counts[big], counts[~big].sum())
+    expected = n * np.append(p[big], p[~big].sum())
+    chi2 = np.sum((observed - expected) ** 2 / expected)
+    assert big.sum() > 20
+    assert chi2 < stats.chi2.ppf(0.999, len(observed) - 1), chi2
