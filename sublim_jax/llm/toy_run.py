@@ -319,28 +319,40 @@ def student_index(S: int, partner: np.ndarray) -> dict[str, np.ndarray]:
     return dict(init=np.concatenate(init), data=np.concatenate(data), seed=np.concatenate(lineage))
 
 
-def students(setup, mode, bases_S, labels_M, sets, index, deltas, key, tick=None) -> dict:
-    """All ``6S`` students of one mode, their final scores and first-update cosines."""
-    cfg = setup.cfg
+def student_inputs(setup, mode, bases_S, labels_M, sets, index, key) -> tuple:
+    """``params0, extra, data, keys`` of the ``6S`` students of ``index`` (one batch order per
+    seed, shared by its six students)."""
     n = len(index["init"])
     params0 = take(bases_S, index["init"])
     data = take(sets, index["data"])
     allowed = jnp.broadcast_to(jnp.asarray(setup.allowed), (n, len(setup.allowed)))
     extra = (take(labels_M, index["data"]), allowed) if mode == "distill" else None
-    keys = jax.random.split(key, cfg.seeds)[jnp.asarray(index["seed"])]
+    keys = jax.random.split(key, setup.cfg.seeds)[jnp.asarray(index["seed"])]
+    return params0, extra, data, keys
+
+
+def first_cosines(setup, mode, inputs, index, deltas) -> tuple[np.ndarray, np.ndarray]:
+    """Per student: cos of its first update with teacher − base and with teacher − control."""
     delta_T, delta_trait = (take(d, index["seed"]) for d in deltas)
-    cos = toy.vmapped_cosines(setup.graphdef, mode, cfg.batch_size)
-    cos_T, cos_trait = cos(params0, extra, data, keys, delta_T, delta_trait)
-    K = data["tokens"].shape[1]
+    cos = toy.vmapped_cosines(setup.graphdef, mode, setup.cfg.batch_size)
+    return tuple(np.asarray(c) for c in cos(*inputs, delta_T, delta_trait))
+
+
+def students(setup, mode, bases_S, labels_M, sets, index, deltas, key, tick=None) -> dict:
+    """All ``6S`` students of one mode, their final scores and first-update cosines."""
+    cfg = setup.cfg
+    inputs = student_inputs(setup, mode, bases_S, labels_M, sets, index, key)
+    cos_T, cos_trait = first_cosines(setup, mode, inputs, index, deltas)
+    K = inputs[2]["tokens"].shape[1]
     steps = cfg.student_epochs * (K // cfg.batch_size)
     phase = toy.Phase(steps, cfg.batch_size, cfg.student_lr, 5, min(cfg.chunk, steps))
     params, losses = toy.fit(
-        params0, extra, data, keys, graphdef=setup.graphdef, loss=mode, phase=phase, tick=tick
-    )
+        *inputs, graphdef=setup.graphdef, loss=mode, phase=phase, tick=tick
+    )  # donates ``inputs[0]``
     return dict(
         probs=score(setup, params),
-        cos_teacher=np.asarray(cos_T),
-        cos_trait=np.asarray(cos_trait),
+        cos_teacher=cos_T,
+        cos_trait=cos_trait,
         final_loss=losses[:, -1],
         steps=steps,
     )
@@ -353,9 +365,9 @@ def score(setup: Setup, params_M: Any) -> np.ndarray:
     return np.asarray(run(params_M, *args, jnp.asarray(setup.animals)), np.float64)
 
 
-def run(cfg: ToyConfig, *, store: results.ChunkStore | None = None, progress=None) -> dict:
-    """Every stage; ``progress(desc, total)`` returns a bar (a context manager with ``update``).
-    A stage found in ``store`` is loaded, not recomputed (and not timed)."""
+def prepare(cfg: ToyConfig, store: results.ChunkStore | None = None, progress=None) -> dict:
+    """Bases, teachers, generated and filtered number sets, the student pairing: everything
+    the students need. A stage found in ``store`` is loaded, not recomputed (nor timed)."""
     setup = Setup(cfg)
     S, root = cfg.seeds, jax.random.key(cfg.seed)
     base_key, teacher_key, gen_key, student_key = (jax.random.fold_in(root, i) for i in range(4))
@@ -386,15 +398,25 @@ def run(cfg: ToyConfig, *, store: results.ChunkStore | None = None, progress=Non
     gen = stages.arrays("generated", timed("generate", calls, generate, setup, models, gen_key))
     kept, number_stats = filter_sets(setup, gen)
     sets, K = training_sets(setup, gen, kept)
-    index = student_index(S, partner)
-    deltas = (toy.tree_sub(trait_T, bases), toy.tree_sub(trait_T, control_T))
-    out = dict(partner=partner, rows=K, number_stats=number_stats, index=index, timings=timings)
-    out["reference"] = score(setup, models)
-    steps = cfg.student_epochs * (K // cfg.batch_size)
+    return dict(
+        setup=setup, stages=stages, timed=timed, timings=timings, student_key=student_key,
+        bases=bases, models=models, sets=sets, rows=K, number_stats=number_stats,
+        partner=partner, index=student_index(S, partner),
+        deltas=(toy.tree_sub(trait_T, bases), toy.tree_sub(trait_T, control_T)),
+    )  # fmt: skip
+
+
+def run(cfg: ToyConfig, *, store: results.ChunkStore | None = None, progress=None) -> dict:
+    """Every stage; ``progress(desc, total)`` returns a bar (a context manager with ``update``)."""
+    p = prepare(cfg, store, progress)
+    out = {k: p[k] for k in ("partner", "rows", "number_stats", "index", "timings")}
+    out["reference"] = score(p["setup"], p["models"])
+    steps = cfg.student_epochs * (p["rows"] // cfg.batch_size)
     for i, mode in enumerate(MODES):
-        args = (setup, mode, bases, models, sets, index, deltas)
-        key = jax.random.fold_in(student_key, i)
-        out[mode] = stages.arrays(mode, timed(f"students ({mode})", steps, students, *args, key))
+        args = (p["setup"], mode, p["bases"], p["models"], p["sets"], p["index"], p["deltas"])
+        key = jax.random.fold_in(p["student_key"], i)
+        make = p["timed"](f"students ({mode})", steps, students, *args, key)
+        out[mode] = p["stages"].arrays(mode, make)
     return out
 
 

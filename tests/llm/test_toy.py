@@ -131,10 +131,16 @@ def test_student_index_pairs_inits_and_data():
 SMOKE = ["llm", "toy", "--preset", "smoke"]
 
 
-def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run (the CI test of every stage), shared by the tests below."""
+    out = tmp_path_factory.mktemp("toy") / "run"
     assert cli.main([*SMOKE, "--out", str(out)]) == 0
-    res = results.read_json(out / "results.json")
+    return out, results.read_json(out / "results.json")
+
+
+def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
+    out, res = smoke_run
     S = res["seeds"]
     for mode in toy_run.MODES:
         for init in toy_run.INITS:
@@ -144,6 +150,7 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
             np.testing.assert_allclose(r["shift_vs_control"]["per_seed"], want)
             assert len(want) == S and r["shift_vs_control"]["n"] == S
     assert res["numbers"]["base"]["kept_fraction"]["mean"] > 0.2
+    assert res["models"]["teacher"]["mean"] > res["models"]["control_teacher"]["mean"]
     assert {"llm_toy.pdf", "llm_toy.png", "summary.md", "config.json"} <= {
         p.name for p in out.iterdir()
     }
@@ -153,6 +160,34 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     again = results.read_json(out / "results.json")
     assert again["modes"] == res["modes"]
     assert set(again["timings"]) == {"wall"}  # nothing was recomputed
+
+
+def _claim(cos_same_S: np.ndarray, cos_different_S: np.ndarray) -> bool:
+    """What the results claim at every scale: a distilled trait student's first update points
+    along the teacher's update (positive cosine) only from the teacher's own base."""
+    return bool(np.min(cos_same_S) > 0.02 and np.min(cos_same_S) > np.max(cos_different_S))
+
+
+def test_first_update_aligns_with_the_teacher_only_from_its_base(smoke_run):
+    out, res = smoke_run
+    cos = res["modes"]["distill"]
+    assert _claim(
+        np.asarray(cos["same"]["cosine_teacher"]["trait"]["per_seed"]),
+        np.asarray(cos["different"]["cosine_teacher"]["trait"]["per_seed"]),
+    )
+    cfg = toy_run.ToyConfig.smoke()
+    stamp = results.fingerprint({"config": results.jsonable(cfg)})
+    p = toy_run.prepare(cfg, results.ChunkStore(out / "chunks", stamp, read=True))
+    assert p["timings"] == {}  # bases, teachers and numbers came from the smoke run
+    S, index = cfg.seeds, p["index"]
+    wrong = dict(index, init=np.concatenate([index["init"][3 * S :], index["init"][: 3 * S]]))
+    for idx, holds in ((index, True), (wrong, False)):
+        inputs = toy_run.student_inputs(
+            p["setup"], "distill", p["bases"], p["models"], p["sets"], idx, jax.random.key(0)
+        )
+        cos_T, _ = toy_run.first_cosines(p["setup"], "distill", inputs, idx, p["deltas"])
+        trait = cos_T.reshape(2, 3, S)[:, 0]
+        assert _claim(trait[0], trait[1]) is holds
 
 
 @pytest.mark.parametrize(
