@@ -58,6 +58,7 @@ def summarise(raw: dict, cfg: ToyConfig, wall_seconds: float) -> dict:
     )
     out["modes"] = {mode: _mode(raw[mode], t, S) for mode in MODES}
     out["timings"] = dict(raw["timings"], wall=wall_seconds)
+    out["recomputed"] = raw.get("recomputed", [])
     out["versions"] = results.versions()
     return out
 
@@ -103,12 +104,20 @@ def table(res: dict) -> str:
     return head + "\n".join(rows)
 
 
+def _timing(res: dict) -> str:
+    stages = {k: v for k, v in res["timings"].items() if k != "wall"}
+    if not stages:
+        return f"this call {res['timings']['wall'] / 60:.1f} min, its stages read from --out"
+    parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in stages.items())
+    return f"minutes per stage: {parts}; total {sum(stages.values()) / 60:.1f}"
+
+
 def markdown(res: dict, command: str) -> str:
     """The README section, every number read from ``res``."""
     m, n = res["models"], res["numbers"]
     lines = [
         f"`{command}` ({res['seeds']} seeds, {res['rows_per_student']} filtered rows per "
-        f"student, wall time {res['timings']['wall'] / 60:.1f} min). Exact "
+        f"student; {_timing(res)}). Exact "
         f'p({res["target"]} | question + "My favorite animal is"), mean over the 50 '
         "questions, then mean and 95% CI over seeds:",
         "",

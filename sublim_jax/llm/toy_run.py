@@ -417,6 +417,11 @@ def run(cfg: ToyConfig, *, store: results.ChunkStore | None = None, progress=Non
         key = jax.random.fold_in(p["student_key"], i)
         make = p["timed"](f"students ({mode})", steps, students, *args, key)
         out[mode] = p["stages"].arrays(mode, make)
+    out["recomputed"] = sorted(p["timings"])  # stages this call computed (others: from --out)
+    if store:  # seconds of every stage, whichever call computed it
+        saved = store.load("timings") or {}
+        out["timings"] = {**{k: float(v) for k, v in saved.items()}, **p["timings"]}
+        store.save("timings", {k: np.asarray(v) for k, v in out["timings"].items()})
     return out
 
 

@@ -154,12 +154,20 @@ def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
     assert {"llm_toy.pdf", "llm_toy.png", "summary.md", "config.json"} <= {
         p.name for p in out.iterdir()
     }
+    (out / "llm_toy.png").unlink()
+    assert cli.main(["plot", str(out)]) == 0  # redrawn from results.json alone
+    assert (out / "llm_toy.png").stat().st_size > 0
     capsys.readouterr()
     (out / "results.json").unlink()
     assert cli.main([*SMOKE, "--out", str(out), "--resume"]) == 0  # every stage from chunks
     again = results.read_json(out / "results.json")
     assert again["modes"] == res["modes"]
-    assert set(again["timings"]) == {"wall"}  # nothing was recomputed
+    assert again["recomputed"] == [] and res["recomputed"] == sorted(
+        ["pretrain", "teachers", "generate", "students (sampled)", "students (distill)"]
+    )
+    assert {k: v for k, v in again["timings"].items() if k != "wall"} == {
+        k: v for k, v in res["timings"].items() if k != "wall"
+    }
 
 
 def _claim(cos_same_S: np.ndarray, cos_different_S: np.ndarray) -> bool:
