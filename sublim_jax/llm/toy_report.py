@@ -89,8 +89,9 @@ def table(res: dict) -> str:
     """Markdown: per mode and init, the students' shifts and the step-0 cosines."""
     head = (
         "| mode | init | shift vs control-teacher student | shift vs own-base student "
-        "| cos(Δθ_S, θ_T − θ⁰) trait student | cos, control-teacher student |\n"
-        "| --- | --- | --- | --- | --- | --- |\n"
+        "| cos(Δθ_S, θ_T − θ⁰) trait student | same, control-teacher student "
+        "| cos(Δθ_S, θ_T − θ_control) trait student |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n"
     )
     rows = []
     for mode in MODES:
@@ -99,7 +100,8 @@ def table(res: dict) -> str:
             rows.append(
                 f"| {MODE_TITLES[mode]} | {init} | {_ci(r['shift_vs_control'])} | "
                 f"{_ci(r['shift_vs_own_base'])} | {_ci(r['cosine_teacher']['trait'], '+.3f')} | "
-                f"{_ci(r['cosine_teacher']['control'], '+.3f')} |"
+                f"{_ci(r['cosine_teacher']['control'], '+.3f')} | "
+                f"{_ci(r['cosine_trait']['trait'], '+.4f')} |"
             )
     return head + "\n".join(rows)
 
