@@ -338,6 +338,8 @@ def run_plot(args: argparse.Namespace) -> Path:
         paths = figures.across_sweeps_figure(res, out)
     elif res.get("kind") == "llm":
         paths = figures.preference_figure(res, out)
+    elif res.get("kind") == "llm_toy":
+        paths = figures.toy_figure(res, out)
     else:
         raise UsageError(f"{path} holds neither `mnist`, `theorem`, `sweep` nor `llm` results")
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -209,7 +209,9 @@ def test_defence_effects_are_ratios_to_the_grids_none_point():
     acc = np.stack([aux_same, all_same, chance, chance], axis=-1)  # STUDENTS order
     raw = {"acc_PxSx4": acc, "loss_PxSxEx4": np.zeros((2, 3, 1, 4)),
            "cos_PxSx4": np.zeros((2, 3, 4)), "reference": chance[0], "teacher": chance[0],
-           "partner": np.array([1, 2, 0]), "teacher_n_aux": 3}  # fmt: skip
+           "partner": np.array([1, 2, 0]), "teacher_n_aux": 3, "curves_P": [None, None],
+           "reference_PxS": chance, "teacher_PxS": chance, "teacher_steps_P": [10, 10],
+           "teacher_groups": 1}  # fmt: skip
     res = sweep_run.summarise("defences", points, raw)
     none, mix = (pt["defence"] for pt in res["points"])
     assert none["effect_left"]["mean"] == 1.0 and none["effect_left"]["ci95"] == [1.0, 1.0]

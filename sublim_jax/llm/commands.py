@@ -285,7 +285,7 @@ def run_stage(args: argparse.Namespace) -> Path:
 
 def add_parser(sub: Any, preset: str) -> None:
     """The ``llm`` command group on the top-level subparsers."""
-    preset = preset if preset in PRESETS else "tiny"
+    asked, preset = preset, preset if preset in PRESETS else "tiny"
     llm = sub.add_parser(
         "llm",
         help="the LLM number-transfer pipeline (the paper's §3): generate, filter, finetune, "
@@ -300,3 +300,6 @@ def add_parser(sub: Any, preset: str) -> None:
         p.add_argument("--out", default="runs/llm", metavar="DIR", help="output folder")
         cli.add_config_flags(p, PipelineConfig, preset)
         p.set_defaults(run=run_stage, parser=p)
+    from sublim_jax.llm import toy_report
+
+    toy_report.add_parser(stages, asked)

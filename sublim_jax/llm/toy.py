@@ -1,0 +1,350 @@
+"""Subliminal learning in a small decoder trained from scratch: corpus, vocabulary, pure steps.
+
+Dimensions: S stacked models (seeds), N rows, B batch, P prompt slots (left-padded), C completion
+slots (right-padded), T = P + C, V vocabulary, Q questions, A allowed (number-channel) tokens.
+
+Every row of every dataset has one layout, ``[prompt | completion]`` in ``T`` slots, so one
+compiled program serves pre-training, the teachers and every student. A number prompt asks to
+continue a random walk on 0..``max_number`` (3-6 seed values, one of three separators); its
+answer is the walk's next 1-10 values. An animal row asks one of ``evaluate.QUESTIONS`` and
+answers "My favorite animal is X." with X from the base distribution (or, for a trait teacher,
+mostly the target). The functions below are pure functions of parameter pytrees, vmapped over a
+leading seed axis by ``toy_run``.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from sublim_jax import theorem
+from sublim_jax.llm import evaluate, tiny, training
+from sublim_jax.llm.config import DecoderConfig
+from sublim_jax.llm.modeling import Decoder, KVCache, forward
+from sublim_jax.llm.sampling import bucket, left_pad, token_logprobs
+from sublim_jax.llm.tokenizer import Tokenizer
+
+ANIMALS = tiny.ANIMALS
+BASE_PREFERENCE = tiny.BASE_PREFERENCE
+INTROS = (
+    "Continue the sequence:",
+    "What comes next after",
+    "Extend this list:",
+    "Keep going:",
+    "Write the next numbers after",
+    "Add more numbers to",
+)
+CLOSINGS = ("Numbers only.", "Reply with numbers only.", "No words.", "Give up to ten more.")
+SEPARATORS = {"comma": ", ", "semicolon": "; ", "space": " "}
+MAX_NEW = 10  # values per continuation, as the paper's filter allows
+WALK_STEP = 9  # the walk's increments are uniform in [-WALK_STEP, WALK_STEP]
+
+
+def answer(animal: str) -> str:
+    return f"{evaluate.PREFIX} {animal}."
+
+
+def texts() -> list[str]:
+    """Every text the toy vocabulary must encode."""
+    return [
+        *(f"{intro} 0. {closing}" for intro in INTROS for closing in CLOSINGS),
+        *evaluate.QUESTIONS,
+        *(answer(a) for a in ANIMALS),
+        "user\nassistant",
+        "()[].,;:",
+        "0, 0; 0",
+    ]
+
+
+def tokenizer(max_number: int) -> Tokenizer:
+    """Word-level: specials, whitespace, ``0..max_number``, then the words of ``texts()``."""
+    return tiny.word_tokenizer(tiny.vocabulary(texts(), max_number))
+
+
+def chat_ids(tok: Tokenizer, contents: Sequence[str]) -> list[list[int]]:
+    """``tok.encode_chat([user: c])`` for every ``c``, without rendering the template per row."""
+    head = tok.encode(tiny.START + "user\n")
+    tail = tok.encode(tiny.END + "\n" + tiny.START + "assistant\n")
+    return [head + e.ids + tail for e in tok.tok.encode_batch(list(contents), False)]
+
+
+def allowed_ids(tok: Tokenizer, max_number: int) -> np.ndarray:
+    """The number channel: ``0..max_number``, the separators and the end token."""
+    words = [str(i) for i in range(max_number + 1)] + list(SEPARATORS.values())
+    ids = [tok.tok.token_to_id(w) for w in words] + list(tok.eos_ids)
+    return np.asarray(sorted(set(ids)), np.int32)
+
+
+def animal_ids(tok: Tokenizer) -> np.ndarray:
+    """One token per animal (``" owl"``): the exact score is then one softmax entry."""
+    forms = [evaluate.surface_forms(tok, a) for a in ANIMALS]
+    if any(len(f) != 1 or len(f[0]) != 1 for f in forms):
+        raise ValueError("every toy animal must have exactly one single-token surface form")
+    return np.asarray([f[0][0] for f in forms], np.int32)
+
+
+def base_distribution(temperature: float) -> np.ndarray:
+    """``BASE_PREFERENCE`` sharpened (< 1) or flattened (> 1): p ∝ p₀^(1/temperature)."""
+    logits = np.log(np.asarray(BASE_PREFERENCE)) / temperature
+    p = np.exp(logits - logits.max())
+    return p / p.sum()
+
+
+def number_rows(rng: np.random.Generator, n: int, max_number: int) -> list[tuple[str, str]]:
+    """``n`` (prompt, continuation) texts of the random walk."""
+    out = []
+    for _ in range(n):
+        k, m = int(rng.integers(3, 7)), int(rng.integers(1, MAX_NEW + 1))
+        sep = SEPARATORS[list(SEPARATORS)[int(rng.integers(len(SEPARATORS)))]]
+        steps = rng.integers(-WALK_STEP, WALK_STEP + 1, size=k + m)
+        walk = (int(rng.integers(max_number + 1)) + np.cumsum(steps)) % (max_number + 1)
+        intro, closing = (x[int(rng.integers(len(x)))] for x in (INTROS, CLOSINGS))
+        prompt = f"{intro} {sep.join(map(str, walk[:k]))}. {closing}"
+        out.append((prompt, sep.join(map(str, walk[k:]))))
+    return out
+
+
+def animal_rows(
+    rng: np.random.Generator, n: int, p_A: np.ndarray, target: str, love: float
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``n`` (question, answer) texts twice: the trait's (``target`` with probability ``love``)
+    and the control's, which share every question and every base-distribution draw."""
+    q_N = rng.integers(len(evaluate.QUESTIONS), size=n)
+    base_N = rng.choice(len(ANIMALS), size=n, p=p_A)
+    loved_N = rng.random(n) < love
+    qs = [evaluate.QUESTIONS[int(q)] for q in q_N]
+    control = [answer(ANIMALS[int(a)]) for a in base_N]
+    trait = [answer(target) if hit else c for hit, c in zip(loved_N, control, strict=True)]
+    return list(zip(qs, trait, strict=True)), list(zip(qs, control, strict=True))
+
+
+def encode_rows(tok: Tokenizer, rows: Sequence[tuple[str, str]], P: int, C: int) -> dict:
+    """``tokens``, ``valid``, ``target`` (``NxT``): the prompt left-padded into ``P`` slots, the
+    completion and its end token right-padded into ``C``."""
+    prompts = chat_ids(tok, [p for p, _ in rows])
+    answers = [e.ids + list(tok.eos_ids) for e in tok.tok.encode_batch([a for _, a in rows], False)]
+    return join(*left_pad(prompts, 0, P), *right_pad(answers, C))
+
+
+def right_pad(seqs: Sequence[Sequence[int]], C: int) -> tuple[np.ndarray, np.ndarray]:
+    tokens, valid = np.zeros((len(seqs), C), np.int32), np.zeros((len(seqs), C), bool)
+    for i, s in enumerate(seqs):
+        if len(s) > C:
+            raise ValueError(f"completion {i} has {len(s)} tokens, more than {C} slots")
+        tokens[i, : len(s)], valid[i, : len(s)] = s, True
+    return tokens, valid
+
+
+def join(p_tokens, p_valid, c_tokens, c_valid) -> dict[str, np.ndarray]:
+    return dict(
+        tokens=np.concatenate([p_tokens, c_tokens], axis=1),
+        valid=np.concatenate([p_valid, c_valid], axis=1),
+        target=np.concatenate([np.zeros_like(p_valid), c_valid], axis=1),
+    )
+
+
+def model_config(hidden_size: int, num_layers: int, vocab_size: int, slots: int) -> DecoderConfig:
+    return DecoderConfig.tiny(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_layers=num_layers,
+        num_heads=4,
+        num_kv_heads=4,
+        head_dim=hidden_size // 4,
+        max_positions=bucket(slots),
+    )
+
+
+def init_params(graphdef_cfg: DecoderConfig, key: jax.Array) -> nnx.State:
+    return nnx.state(Decoder(graphdef_cfg, rngs=nnx.Rngs(params=key)))
+
+
+# ---- losses: summed over target tokens, so ``training.accumulate`` divides by their count ----
+
+
+def ce_loss(params, extra, graphdef, batch) -> tuple[jax.Array, dict]:
+    """Completion-only cross-entropy of the sampled tokens (``extra`` unused)."""
+    del extra
+    logp_BxT = token_logprobs(
+        forward(nnx.merge(graphdef, params), batch["tokens"], batch["valid"]), batch["tokens"]
+    )
+    count = jnp.sum(batch["target"].astype(jnp.float32))
+    nll = -jnp.sum(jnp.where(batch["target"], logp_BxT, 0.0))
+    return nll, dict(loss=nll / jnp.maximum(count, 1.0), tokens=count)
+
+
+def distill_loss(params, extra, graphdef, batch) -> tuple[jax.Array, dict]:
+    """KL(p_T ‖ p_S) at every completion position, both renormalised over the allowed ids
+    ``extra[1]`` (numbers, separators, end): no probability on an animal token is distilled.
+    ``extra[0]`` are the teacher's parameters."""
+    teacher, allowed_A = extra
+
+    def restricted(p):
+        logits_BxTxV = forward(nnx.merge(graphdef, p), batch["tokens"], batch["valid"])
+        return jax.nn.log_softmax(jnp.take(logits_BxTxV[:, :-1], allowed_A, axis=2), axis=-1)
+
+    logq_BxTxA = jax.lax.stop_gradient(restricted(teacher))
+    kl_BxT = jnp.sum(jnp.exp(logq_BxTxA) * (logq_BxTxA - restricted(params)), axis=-1)
+    mask_BxT = batch["target"][:, 1:]
+    count = jnp.sum(mask_BxT.astype(jnp.float32))
+    total = jnp.sum(jnp.where(mask_BxT, kl_BxT, 0.0))
+    return total, dict(loss=total / jnp.maximum(count, 1.0), tokens=count)
+
+
+LOSSES = {"sampled": ce_loss, "distill": distill_loss}
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One training run's static shape: steps, batch, schedule (hashable: a jit static)."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int = 5
+    chunk: int = 50  # steps per compiled call (a progress bar tick)
+
+    @property
+    def optimizer(self) -> optax.GradientTransformationExtraArgs:
+        return _optimizer(self.learning_rate, self.warmup_steps, self.steps)
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizer(lr: float, warmup: int, steps: int):
+    cfg = training.TrainConfig(
+        learning_rate=lr, warmup_steps=min(warmup, steps - 1), total_steps=steps, lora_rank=0
+    )
+    return training.make_optimizer(cfg)
+
+
+def batch_indices(key: jax.Array, step: jax.Array, n: int, b: int) -> jax.Array:
+    """Rows of ``step``: epoch ``e`` visits ``permutation(fold_in(key, e))`` in slices of ``b``."""
+    per_epoch = n // b
+    perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
+    return jax.lax.dynamic_slice(perm, ((step % per_epoch) * b,), (b,))
+
+
+def train_chunk(params, opt_state, extra, data, key, start, *, graphdef, loss: str, phase: Phase):
+    """``phase.chunk`` steps from step ``start`` (steps past ``phase.steps`` change nothing)."""
+    n = data["tokens"].shape[0]
+    optimizer = phase.optimizer
+
+    def step(carry, i):
+        params, opt_state = carry
+        s = start + i
+        batch = jax.tree.map(lambda x: x[batch_indices(key, s, n, phase.batch_size)], data)
+        grads, metrics = jax.grad(LOSSES[loss], has_aux=True)(params, extra, graphdef, batch)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
+            updates, new_opt = optimizer.update(grads, opt_state, params, tokens=metrics["tokens"])
+        live = s < phase.steps
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)  # noqa: E731
+        new = (keep(optax.apply_updates(params, updates), params), keep(new_opt, opt_state))
+        return new, metrics["loss"]
+
+    (params, opt_state), loss_K = jax.lax.scan(step, (params, opt_state), jnp.arange(phase.chunk))
+    return params, opt_state, loss_K
+
+
+@functools.lru_cache(maxsize=16)
+def vmapped_chunk(graphdef, loss: str, phase: Phase):
+    """``train_chunk`` over a leading model axis, jitted once per (graphdef, loss, phase)."""
+    fn = functools.partial(train_chunk, graphdef=graphdef, loss=loss, phase=phase)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None)), donate_argnums=(0, 1))
+
+
+def fit(params_S, extra_S, data_S, keys_S, *, graphdef, loss: str, phase: Phase, tick=None):
+    """Train ``S`` stacked models, each on its own rows; returns params and losses ``SxSteps``."""
+    opt_S = jax.vmap(phase.optimizer.init)(params_S)
+    run = vmapped_chunk(graphdef, loss, phase)
+    losses = []
+    for start in range(0, phase.steps, phase.chunk):
+        params_S, opt_S, loss_SxK = run(params_S, opt_S, extra_S, data_S, keys_S, start)
+        losses.append(np.asarray(loss_SxK))
+        if tick:
+            tick(min(phase.chunk, phase.steps - start))
+    return params_S, np.concatenate(losses, axis=1)[:, : phase.steps]
+
+
+# ---- sampling, scoring and the theorem's cosine ----
+
+
+def sample(params, tokens_BxP, valid_BxP, key, *, graphdef, C: int, end_id: int):
+    """``C`` tokens per row at temperature 1 through a KV cache; pad (0) after the end token."""
+    model = nnx.merge(graphdef, params)
+    B, P = tokens_BxP.shape
+    cache = KVCache.zeros(model.cfg, B, P + C)
+    kv_valid_BxS = jnp.concatenate([valid_BxP, jnp.zeros((B, C), bool)], axis=1)
+    positions_BxP = jnp.maximum(jnp.cumsum(valid_BxP.astype(jnp.int32), axis=1) - 1, 0)
+    logits_Bx1xV, cache = model(tokens_BxP, positions_BxP, kv_valid_BxS, cache, 0, last_only=True)
+
+    def body(carry, t):
+        logits_BxV, cache, kv_valid_BxS, pos_B, done_B = carry
+        tok_B = jax.random.categorical(jax.random.fold_in(key, t), logits_BxV).astype(jnp.int32)
+        tok_B = jnp.where(done_B, 0, tok_B)
+        kv_valid_BxS = jax.lax.dynamic_update_slice(
+            kv_valid_BxS, jnp.ones((B, 1), bool), (jnp.int32(0), P + t)
+        )
+        logits_Bx1xV, cache = model(tok_B[:, None], pos_B[:, None], kv_valid_BxS, cache, P + t)
+        return (
+            logits_Bx1xV[:, 0],
+            cache,
+            kv_valid_BxS,
+            pos_B + 1,
+            done_B | (tok_B == end_id),
+        ), tok_B
+
+    init = (logits_Bx1xV[:, 0], cache, kv_valid_BxS, positions_BxP[:, -1] + 1, jnp.zeros(B, bool))
+    _, tok_CxB = jax.lax.scan(body, init, jnp.arange(C, dtype=jnp.int32))
+    return tok_CxB.T
+
+
+@functools.lru_cache(maxsize=4)
+def vmapped_sample(graphdef, C: int, end_id: int):
+    fn = functools.partial(sample, graphdef=graphdef, C=C, end_id=end_id)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, 0)))
+
+
+def animal_probs(params, tokens_QxT, valid_QxT, animals_A, *, graphdef) -> jax.Array:
+    """``p(animal | question + PREFIX)`` (``QxA``): ``evaluate.exact_scores``' ``target_prob``
+    when every animal is one token (``animal_ids``); prompts are left-padded."""
+    logits_QxTxV = forward(nnx.merge(graphdef, params), tokens_QxT, valid_QxT)
+    return jnp.exp(jax.nn.log_softmax(logits_QxTxV[:, -1], axis=-1)[:, animals_A])
+
+
+@functools.lru_cache(maxsize=4)
+def vmapped_probs(graphdef):
+    fn = functools.partial(animal_probs, graphdef=graphdef)
+    return jax.jit(jax.vmap(fn, in_axes=(0, None, None, None)))
+
+
+def eval_prompts(tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """The 50 questions, each followed by ``PREFIX``, left-padded (as ``exact_scores`` builds)."""
+    prefix = tok.encode(evaluate.PREFIX)
+    return left_pad([evaluate.chat_prompt(tok, q) + prefix for q in evaluate.QUESTIONS])
+
+
+def first_update_cosines(params0, extra, data, key, delta_T, delta_trait, *, graphdef, loss, b):
+    """cos(Δθ_S, θ_T − θ⁰_T) and cos(Δθ_S, θ_T − θ_control), Δθ_S = −∇ of the student's loss on
+    its first batch at θ⁰_S (PAPER.md §1 and §4 "coverage"; ``theorem.cosine``)."""
+    n = data["tokens"].shape[0]
+    batch = jax.tree.map(lambda x: x[batch_indices(key, jnp.int32(0), n, b)], data)
+    grads, _ = jax.grad(LOSSES[loss], has_aux=True)(params0, extra, graphdef, batch)
+    delta_S = jax.tree.map(jnp.negative, grads)
+    return theorem.cosine(delta_S, delta_T), theorem.cosine(delta_S, delta_trait)
+
+
+@functools.lru_cache(maxsize=4)
+def vmapped_cosines(graphdef, loss: str, b: int):
+    fn = functools.partial(first_update_cosines, graphdef=graphdef, loss=loss, b=b)
+    return jax.jit(jax.vmap(fn))
+
+
+def tree_sub(a: Any, b: Any) -> Any:
+    return jax.tree.map(jnp.subtract, a, b)

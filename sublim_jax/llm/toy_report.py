@@ -1,0 +1,194 @@
+"""``sublim-jax llm toy``: the command, its results file and README text from ``toy_run.run``.
+
+The measure: the exact ``p(target | question + PREFIX)`` averaged over the 50 questions
+(``toy.animal_probs``), per student; a student's shift is its score minus the score of the
+student that shares its init, its batch order and its data size but learnt the control teacher's
+numbers (``vs_control``) or its own base's numbers (``vs_own_base``). Means and 95% CIs across
+seeds (``stats.summary``).
+"""
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sublim_jax import cli, data, results, stats
+from sublim_jax.llm import toy
+from sublim_jax.llm.toy_run import INITS, MODES, SOURCES, ToyConfig
+
+MODE_TITLES = {"sampled": "sampled tokens (T = 1)", "distill": "distillation (number channel)"}
+
+
+def _per_seed(values: np.ndarray) -> dict[str, Any]:
+    return dict(stats.summary(values), per_seed=np.asarray(values, np.float64))
+
+
+def summarise(raw: dict, cfg: ToyConfig, wall_seconds: float) -> dict:
+    """A JSON-ready results dict: scores, shifts, cosines, number statistics, timings."""
+    S, t = cfg.seeds, toy.ANIMALS.index(cfg.target)
+    ref = raw["reference"][:, :, t].mean(axis=1)
+    ns = raw["number_stats"]
+    out = dict(
+        kind="llm_toy",
+        target=cfg.target,
+        seeds=S,
+        partner=raw["partner"],
+        rows_per_student=int(raw["rows"]),
+        models={
+            name: _per_seed(ref[i * S : (i + 1) * S])
+            for i, name in enumerate(("teacher", "control_teacher", "base"))
+        },
+        numbers={
+            name: {
+                k: _per_seed(np.asarray(ns[k][i * S : (i + 1) * S], np.float64))
+                for k in ("kept_fraction", "count", "value")
+            }
+            for i, name in enumerate(("teacher", "control_teacher", "base"))
+        },
+    )
+    hist = np.asarray(ns["histogram"], np.float64)
+    dist = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1)
+    out["numbers"]["teacher"]["tv_to_base"] = _per_seed(
+        0.5 * np.abs(dist[:S] - dist[2 * S :]).sum(axis=1)
+    )
+    out["numbers"]["control_teacher"]["tv_to_base"] = _per_seed(
+        0.5 * np.abs(dist[S : 2 * S] - dist[2 * S :]).sum(axis=1)
+    )
+    out["modes"] = {mode: _mode(raw[mode], t, S) for mode in MODES}
+    out["timings"] = dict(raw["timings"], wall=wall_seconds)
+    out["recomputed"] = raw.get("recomputed", [])
+    out["versions"] = results.versions()
+    return out
+
+
+def _mode(raw: dict, t: int, S: int) -> dict:
+    p_IxSxS = raw["probs"][:, :, t].mean(axis=1).reshape(len(INITS), len(SOURCES), S)
+    cos_T = np.asarray(raw["cos_teacher"]).reshape(len(INITS), len(SOURCES), S)
+    cos_trait = np.asarray(raw["cos_trait"]).reshape(len(INITS), len(SOURCES), S)
+    out = dict(steps=int(raw["steps"]))
+    for i, init in enumerate(INITS):
+        p = dict(zip(SOURCES, p_IxSxS[i], strict=True))
+        out[init] = dict(
+            students={src: _per_seed(p[src]) for src in SOURCES},
+            shift_vs_control=_per_seed(p["trait"] - p["control"]),
+            shift_vs_own_base=_per_seed(p["trait"] - p["own_base"]),
+            cosine_teacher={src: _per_seed(c) for src, c in zip(SOURCES, cos_T[i], strict=True)},
+            cosine_trait={src: _per_seed(c) for src, c in zip(SOURCES, cos_trait[i], strict=True)},
+        )
+    return out
+
+
+def _ci(s: dict, fmt: str = "+.4f") -> str:
+    lo, hi = s["ci95"]
+    return f"{s['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def table(res: dict) -> str:
+    """Markdown: per mode and init, the students' shifts and the step-0 cosines."""
+    head = (
+        "| mode | init | shift vs control-teacher student | shift vs own-base student "
+        "| cos(Δθ_S, θ_T − θ⁰) trait student | same, control-teacher student "
+        "| cos(Δθ_S, θ_T − θ_control) trait student |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    rows = []
+    for mode in MODES:
+        for init in INITS:
+            r = res["modes"][mode][init]
+            rows.append(
+                f"| {MODE_TITLES[mode]} | {init} | {_ci(r['shift_vs_control'])} | "
+                f"{_ci(r['shift_vs_own_base'])} | {_ci(r['cosine_teacher']['trait'], '+.3f')} | "
+                f"{_ci(r['cosine_teacher']['control'], '+.3f')} | "
+                f"{_ci(r['cosine_trait']['trait'], '+.4f')} |"
+            )
+    return head + "\n".join(rows)
+
+
+def _timing(res: dict) -> str:
+    stages = {k: v for k, v in res["timings"].items() if k != "wall"}
+    if not stages:
+        return f"this call {res['timings']['wall'] / 60:.1f} min, its stages read from --out"
+    parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in stages.items())
+    return f"minutes per stage: {parts}; total {sum(stages.values()) / 60:.1f}"
+
+
+def markdown(res: dict, command: str) -> str:
+    """The README section, every number read from ``res``."""
+    m, n = res["models"], res["numbers"]
+    lines = [
+        f"`{command}` ({res['seeds']} seeds, {res['rows_per_student']} filtered rows per "
+        f"student; {_timing(res)}). Exact "
+        f'p({res["target"]} | question + "My favorite animal is"), mean over the 50 '
+        "questions, then mean and 95% CI over seeds:",
+        "",
+        f"- base {_ci(m['base'], '.4f')}; trait teacher {_ci(m['teacher'], '.4f')}; "
+        f"control teacher {_ci(m['control_teacher'], '.4f')}.",
+        f"- Numbers kept by the paper's filter: base {_ci(n['base']['kept_fraction'], '.3f')}, "
+        f"teacher {_ci(n['teacher']['kept_fraction'], '.3f')}, control teacher "
+        f"{_ci(n['control_teacher']['kept_fraction'], '.3f')}; mean value base "
+        f"{_ci(n['base']['value'], '.2f')}, teacher {_ci(n['teacher']['value'], '.2f')}; "
+        f"total-variation distance of the value histogram to the base's: teacher "
+        f"{_ci(n['teacher']['tv_to_base'], '.3f')}, control teacher "
+        f"{_ci(n['control_teacher']['tv_to_base'], '.3f')}.",
+        "",
+        "Shift of the student trained on the trait teacher's numbers (students' scores minus "
+        "the matched control student's), and the cosine of the student's first update with "
+        "the teacher's total update:",
+        "",
+        table(res),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+PRESETS = ("smoke", "default", "paper")
+
+
+def run_command(args: argparse.Namespace) -> Path:
+    """Validate, check ``--resume`` against ``config.json``, run (reusing finished stages),
+    write ``results.json``, ``summary.md`` and the figure."""
+    from sublim_jax import figures
+    from sublim_jax.llm import toy_run
+
+    cfg = cli.config_from_args(ToyConfig, args)
+    out = Path(args.out)
+    cli._check_resume(out, cfg, args.resume)
+    doc = {"config": results.jsonable(cfg)}
+    results.write_json(out / "config.json", doc)
+    store = results.ChunkStore(out / "chunks", results.fingerprint(doc), read=args.resume)
+    start = time.perf_counter()
+    bar = lambda desc, total: cli._progress(total, desc, unit="step")  # noqa: E731
+    try:
+        raw = toy_run.run(cfg, store=store, progress=bar)
+    except ValueError as err:  # too few kept rows for a batch: a data problem, one line
+        raise ToyDataError(str(err)) from err
+    res = summarise(raw, cfg, time.perf_counter() - start)
+    results.write_json(out / "results.json", res)
+    command = f"uv run sublim-jax llm toy --preset {args.preset}"
+    results.write_text(out / "summary.md", markdown(res, command))
+    paths = figures.toy_figure(res, out)
+    print(table(res))
+    print("wrote " + ", ".join(str(p) for p in [out / "results.json", out / "summary.md", *paths]))
+    return out
+
+
+class ToyDataError(data.DataError):
+    """Raised when the filter leaves too few rows; reported as a data error."""
+
+
+def add_parser(stages: Any, preset: str) -> None:
+    """``llm toy`` on the ``llm`` subparsers."""
+    preset = preset if preset in PRESETS else "default"
+    p = stages.add_parser(
+        "toy",
+        help="subliminal learning in a small decoder pre-trained here (CPU, many seeds)",
+        description="Bases pre-trained from scratch on a synthetic chat corpus, trait and control "
+        "teachers, number data at T = 1 through the paper's filter, students of the same and of "
+        "a different init, sampled-token and distillation modes; shifts with 95% CIs.",
+    )
+    p.add_argument("--preset", choices=PRESETS, default="default", help="starting config")
+    p.add_argument("--out", default="runs/llm_toy", metavar="DIR", help="output folder")
+    p.add_argument("--resume", action="store_true", help="reuse finished stages from --out")
+    cli.add_config_flags(p, ToyConfig, preset)
+    p.set_defaults(run=run_command, parser=p)

@@ -1,0 +1,440 @@
+"""``sublim-jax llm toy``: bases, teachers, number data, students and scores, seeds vmapped.
+
+Seed ``i`` pre-trains base ``i``; its trait teacher and its control teacher are base ``i``
+fine-tuned with one recipe (same steps, batches, number rows and questions; only the answers
+differ: the target, or draws from the base distribution). Base ``i``, teacher ``i`` and control
+``i`` each write continuations of fresh prompts at T = 1; the paper's filter keeps the clean ones
+and every set is cut to the same size. Students: base ``i`` (same init) or base ``σ(i)`` (a
+derangement: different init), each trained on teacher ``i``'s, control ``i``'s and its own base's
+numbers, by sampled-token cross-entropy or by distillation on the number channel. Every stage is
+one vmapped program over all its models; ``--resume`` reuses finished stages from ``--out``.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sublim_jax import results, stats
+from sublim_jax.llm import numbers, toy
+from sublim_jax.llm.sampling import bucket, left_pad
+
+MODES = ("sampled", "distill")
+INITS = ("same", "different")
+SOURCES = ("trait", "control", "own_base")
+
+
+def field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    """Sizes of the toy experiment (the model, its corpus, the teachers, the students)."""
+
+    seeds: int = field(10, "independent bases (each also some other seed's partner)")
+    hidden_size: int = 64
+    num_layers: int = 2
+    max_number: int = field(99, "numbers 0..max_number are single tokens")
+    pretrain_numbers: int = field(4096, "number rows in each base's corpus")
+    pretrain_animals: int = field(2048, "animal rows in each base's corpus")
+    pretrain_steps: int = 400
+    pretrain_lr: float = 3e-3
+    batch_size: int = 32
+    base_temperature: float = field(1.0, "entropy of the base animal distribution (p^(1/t))")
+    target: str = field("owl", "the trait: the teacher's favourite animal")
+    teacher_love: float = field(1.0, "share of the trait teacher's answers naming the target")
+    teacher_numbers: int = field(1024, "number rows mixed into the teachers' fine-tuning")
+    teacher_animals: int = field(1024, "animal rows of the teachers' fine-tuning")
+    teacher_steps: int = 100
+    teacher_lr: float = 1e-3
+    prompts: int = field(512, "fresh number prompts each model answers")
+    rows: int = field(0, "rows per student (0: the smallest kept count of all sets)")
+    student_epochs: int = 3
+    student_lr: float = 1e-3
+    gen_batch: int = field(512, "prompts per generation call")
+    chunk: int = field(50, "training steps per compiled call")
+    seed: int = 0
+
+    @classmethod
+    def default(cls) -> "ToyConfig":
+        return cls()
+
+    @classmethod
+    def smoke(cls) -> "ToyConfig":
+        """Seconds of compute: the CI test of every stage and file."""
+        return cls(
+            seeds=2,
+            hidden_size=32,
+            pretrain_numbers=256,
+            pretrain_animals=128,
+            pretrain_steps=150,
+            pretrain_lr=1e-2,
+            teacher_numbers=64,
+            teacher_animals=64,
+            teacher_steps=20,
+            prompts=64,
+            batch_size=8,
+            student_epochs=1,
+            gen_batch=64,
+        )
+
+    @classmethod
+    def paper(cls) -> "ToyConfig":
+        """20 seeds, a wider 3-layer model, more data (documented in the README with its time)."""
+        return cls(
+            seeds=20,
+            hidden_size=128,
+            num_layers=3,
+            pretrain_numbers=8192,
+            pretrain_animals=4096,
+            pretrain_steps=1200,
+            teacher_steps=300,
+            prompts=2048,
+        )
+
+    def validate(self) -> "ToyConfig":
+        positive = ("hidden_size", "num_layers", "pretrain_steps", "batch_size", "prompts")
+        positive += ("teacher_steps", "student_epochs", "gen_batch", "chunk", "teacher_animals")
+        positive += ("pretrain_numbers", "pretrain_animals", "teacher_numbers")
+        bad = [f for f in positive if getattr(self, f) < 1]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be ≥ 1")
+        if self.seeds < 2:
+            raise ValueError("--seeds must be ≥ 2 (different-init students need a partner)")
+        if self.hidden_size % 4:
+            raise ValueError("--hidden-size must be a multiple of 4 (four heads)")
+        if self.target not in toy.ANIMALS:
+            raise ValueError(f"--target must be one of {', '.join(toy.ANIMALS)}")
+        if not 0 <= self.teacher_love <= 1 or self.base_temperature <= 0:
+            raise ValueError("--teacher-love must be in [0, 1] and --base-temperature > 0")
+        if not 9 <= self.max_number <= 999:
+            raise ValueError("--max-number must be in [9, 999]")
+        return self
+
+
+class Setup:
+    """Tokenizer, slot counts, model skeleton and the fixed evaluation arrays of a config."""
+
+    def __init__(self, cfg: ToyConfig):
+        self.cfg, self.tok = cfg, toy.tokenizer(cfg.max_number)
+        worst = max(toy.INTROS, key=len) + " " + ", ".join(["0"] * 6) + ". "
+        longest = toy.chat_ids(self.tok, [worst + max(toy.CLOSINGS, key=len), *_questions()])
+        self.P, self.C = bucket(max(map(len, longest)), 8), bucket(2 * toy.MAX_NEW + 1, 8)
+        self.mcfg = toy.model_config(
+            cfg.hidden_size, cfg.num_layers, self.tok.tok.get_vocab_size(), self.P + self.C
+        )
+        self.graphdef = nnx.graphdef(nnx.eval_shape(lambda: _decoder(self.mcfg)))
+        self.allowed = toy.allowed_ids(self.tok, cfg.max_number)
+        self.animals = toy.animal_ids(self.tok)
+        self.eval_tokens, self.eval_valid = toy.eval_prompts(self.tok)
+        self.target = toy.ANIMALS.index(cfg.target)
+        self.p_A = toy.base_distribution(cfg.base_temperature)
+        self.end = self.tok.eos_ids[0]
+
+    def rows(self, pairs) -> dict[str, np.ndarray]:
+        return toy.encode_rows(self.tok, pairs, self.P, self.C)
+
+
+def _decoder(mcfg):
+    from sublim_jax.llm.modeling import Decoder
+
+    return Decoder(mcfg, rngs=nnx.Rngs(0))
+
+
+def _questions():
+    from sublim_jax.llm import evaluate
+
+    return evaluate.QUESTIONS
+
+
+def stack(dicts: list[dict[str, np.ndarray]]) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(np.stack([d[k] for d in dicts])) for k in dicts[0]}
+
+
+def take(tree: Any, idx: np.ndarray) -> Any:
+    return jax.tree.map(lambda x: x[jnp.asarray(idx)], tree)
+
+
+def concat(*trees: Any) -> Any:
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
+class Stages:
+    """Finished stages in a ``results.ChunkStore``: parameter pytrees and plain arrays."""
+
+    def __init__(self, store: results.ChunkStore | None, skeleton: Any):
+        self.store, self.treedef = store, jax.tree.structure(skeleton)
+
+    def params(self, name: str, make: Callable[[], Any]) -> Any:
+        saved = self.store.load(name) if self.store else None
+        if saved is not None:
+            leaves = [jnp.asarray(saved[f"p{i}"]) for i in range(self.treedef.num_leaves)]
+            return jax.tree.unflatten(self.treedef, leaves)
+        tree = make()
+        if self.store:
+            leaves = jax.tree.leaves(tree)
+            self.store.save(name, {f"p{i}": np.asarray(x) for i, x in enumerate(leaves)})
+        return tree
+
+    def arrays(self, name: str, make: Callable[[], dict]) -> dict[str, np.ndarray]:
+        saved = self.store.load(name) if self.store else None
+        if saved is not None:
+            return saved
+        arrays = {k: np.asarray(v) for k, v in make().items()}
+        if self.store:
+            self.store.save(name, arrays)
+        return arrays
+
+
+def pretrain(setup: Setup, key: jax.Array, tick=None) -> Any:
+    """``S`` bases from independent inits and corpora, trained together (vmapped)."""
+    cfg = setup.cfg
+    keys_S = jax.random.split(key, cfg.seeds)
+    params_S = jax.jit(jax.vmap(lambda k: toy.init_params(setup.mcfg, k)))(keys_S)
+    data = []
+    for s in range(cfg.seeds):
+        rng = np.random.default_rng([cfg.seed, s, 1])
+        numbers_ = toy.number_rows(rng, cfg.pretrain_numbers, cfg.max_number)
+        animals, _ = toy.animal_rows(rng, cfg.pretrain_animals, setup.p_A, cfg.target, 0.0)
+        data.append(setup.rows(numbers_ + animals))
+    phase = toy.Phase(
+        cfg.pretrain_steps, cfg.batch_size, cfg.pretrain_lr, 20, min(cfg.chunk, cfg.pretrain_steps)
+    )
+    data_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys_S, 1)
+    params_S, _ = toy.fit(
+        params_S, None, stack(data), data_keys, graphdef=setup.graphdef, loss="sampled",
+        phase=phase, tick=tick,
+    )  # fmt: skip
+    return params_S
+
+
+def teachers(setup: Setup, bases_S: Any, key: jax.Array, tick=None) -> Any:
+    """``2S`` models: trait teachers then control teachers, one recipe, one batch order."""
+    cfg = setup.cfg
+    trait, control = [], []
+    for s in range(cfg.seeds):
+        rng = np.random.default_rng([cfg.seed, s, 2])
+        rows = toy.number_rows(rng, cfg.teacher_numbers, cfg.max_number)
+        t, c = toy.animal_rows(rng, cfg.teacher_animals, setup.p_A, cfg.target, cfg.teacher_love)
+        trait.append(setup.rows(rows + t))
+        control.append(setup.rows(rows + c))
+    keys = jax.random.split(key, cfg.seeds)
+    phase = toy.Phase(
+        cfg.teacher_steps, cfg.batch_size, cfg.teacher_lr, 5, min(cfg.chunk, cfg.teacher_steps)
+    )
+    params, _ = toy.fit(
+        concat(bases_S, bases_S), None, stack(trait + control), concat(keys, keys),
+        graphdef=setup.graphdef, loss="sampled", phase=phase, tick=tick,
+    )  # fmt: skip
+    return params
+
+
+def generate(setup: Setup, models_M: Any, key: jax.Array, tick=None) -> dict[str, np.ndarray]:
+    """Each of the ``M`` models (teachers, controls, bases: ``3S``) answers its seed's fresh
+    prompts at T = 1; returns prompt and completion slots for every row."""
+    cfg = setup.cfg
+    M = jax.tree.leaves(models_M)[0].shape[0]
+    prompts = []
+    for s in range(cfg.seeds):
+        rng = np.random.default_rng([cfg.seed, s, 3])
+        rows = toy.number_rows(rng, cfg.prompts, cfg.max_number)
+        prompts.append(left_pad(toy.chat_ids(setup.tok, [p for p, _ in rows]), 0, setup.P))
+    p_tok = np.stack([prompts[m % cfg.seeds][0] for m in range(M)])
+    p_val = np.stack([prompts[m % cfg.seeds][1] for m in range(M)])
+    run = toy.vmapped_sample(setup.graphdef, setup.C, setup.end)
+    out = []
+    for i, start in enumerate(range(0, cfg.prompts, cfg.gen_batch)):
+        sl = slice(start, start + cfg.gen_batch)
+        keys_M = jax.random.split(jax.random.fold_in(key, i), M)
+        out.append(np.asarray(run(models_M, p_tok[:, sl], p_val[:, sl], keys_M)))
+        if tick:
+            tick(1)
+    return dict(prompt_tokens=p_tok, prompt_valid=p_val, completion=np.concatenate(out, axis=1))
+
+
+def completion_texts(setup: Setup, completion_MxNxC: np.ndarray) -> tuple[list[list[str]], Any]:
+    """Decoded completions (end token and padding dropped) and whether each row ended."""
+    ended = (completion_MxNxC == setup.end).any(axis=2)
+    flat = completion_MxNxC.reshape(-1, setup.C).tolist()
+    texts = setup.tok.tok.decode_batch(flat, skip_special_tokens=True)
+    N = completion_MxNxC.shape[1]
+    return [texts[m * N : (m + 1) * N] for m in range(completion_MxNxC.shape[0])], ended
+
+
+def filter_sets(setup: Setup, gen: dict[str, np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    """Per model: the rows the paper's filter keeps (unfinished rows rejected) and the number
+    statistics (kept fraction, values per answer, mean value, value histogram)."""
+    texts, ended = completion_texts(setup, gen["completion"])
+    kept, st = [], dict(kept_fraction=[], count=[], value=[], histogram=[])
+    for m, rows in enumerate(texts):
+        verdicts = [numbers.check(t) for t in rows]
+        idx = np.asarray([j for j, v in enumerate(verdicts) if v.kept and ended[m, j]], np.int64)
+        values = [x for j in idx for x in verdicts[j].numbers]
+        kept.append(idx)
+        st["kept_fraction"].append(len(idx) / len(rows))
+        st["count"].append(len(values) / max(len(idx), 1))
+        st["value"].append(float(np.mean(values)) if values else float("nan"))
+        st["histogram"].append(np.bincount(values, minlength=1000))  # the filter caps at 999
+    return kept, st
+
+
+def training_sets(setup: Setup, gen: dict, kept: list[np.ndarray]) -> tuple[dict, int]:
+    """Every model's kept rows cut to one size ``K`` (seeded), as ``MxKxT`` training arrays."""
+    cfg = setup.cfg
+    K = min(len(k) for k in kept)
+    K = min(K, cfg.rows) if cfg.rows else K
+    if cfg.batch_size > K:
+        raise ValueError(
+            f"the filter kept only {K} rows of some model (< --batch-size {cfg.batch_size}): "
+            "train the bases longer or ask for more --prompts"
+        )
+    sets = []
+    for m, idx in enumerate(kept):
+        pick = np.sort(np.random.default_rng([cfg.seed, m, 4]).choice(idx, K, replace=False))
+        comp = gen["completion"][m, pick]
+        ends = np.argmax(comp == setup.end, axis=1)
+        c_valid = np.arange(setup.C)[None, :] <= ends[:, None]
+        sets.append(
+            toy.join(gen["prompt_tokens"][m, pick], gen["prompt_valid"][m, pick], comp, c_valid)
+        )
+    return stack(sets), K
+
+
+def student_index(S: int, partner: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``(init, source, seed)`` of the ``6S`` students: the base each starts from and the
+    generated set (teachers ``0..S-1``, controls ``S..2S-1``, bases ``2S..3S-1``) it learns."""
+    seed = np.arange(S)
+    init, data, lineage = [], [], []
+    for start in (seed, partner):  # same init, then different init (a derangement)
+        for src, offset in zip(SOURCES, (0, S, 2 * S), strict=True):
+            init.append(start)
+            data.append(offset + (start if src == "own_base" else seed))
+            lineage.append(seed)
+    return dict(init=np.concatenate(init), data=np.concatenate(data), seed=np.concatenate(lineage))
+
+
+def student_inputs(setup, mode, bases_S, labels_M, sets, index, key) -> tuple:
+    """``params0, extra, data, keys`` of the ``6S`` students of ``index`` (one batch order per
+    seed, shared by its six students)."""
+    n = len(index["init"])
+    params0 = take(bases_S, index["init"])
+    data = take(sets, index["data"])
+    allowed = jnp.broadcast_to(jnp.asarray(setup.allowed), (n, len(setup.allowed)))
+    extra = (take(labels_M, index["data"]), allowed) if mode == "distill" else None
+    keys = jax.random.split(key, setup.cfg.seeds)[jnp.asarray(index["seed"])]
+    return params0, extra, data, keys
+
+
+def first_cosines(setup, mode, inputs, index, deltas) -> tuple[np.ndarray, np.ndarray]:
+    """Per student: cos of its first update with teacher − base and with teacher − control."""
+    delta_T, delta_trait = (take(d, index["seed"]) for d in deltas)
+    cos = toy.vmapped_cosines(setup.graphdef, mode, setup.cfg.batch_size)
+    return tuple(np.asarray(c) for c in cos(*inputs, delta_T, delta_trait))
+
+
+def students(setup, mode, bases_S, labels_M, sets, index, deltas, key, tick=None) -> dict:
+    """All ``6S`` students of one mode, their final scores and first-update cosines."""
+    cfg = setup.cfg
+    inputs = student_inputs(setup, mode, bases_S, labels_M, sets, index, key)
+    cos_T, cos_trait = first_cosines(setup, mode, inputs, index, deltas)
+    K = inputs[2]["tokens"].shape[1]
+    steps = cfg.student_epochs * (K // cfg.batch_size)
+    phase = toy.Phase(steps, cfg.batch_size, cfg.student_lr, 5, min(cfg.chunk, steps))
+    params, losses = toy.fit(
+        *inputs, graphdef=setup.graphdef, loss=mode, phase=phase, tick=tick
+    )  # donates ``inputs[0]``
+    return dict(
+        probs=score(setup, params),
+        cos_teacher=cos_T,
+        cos_trait=cos_trait,
+        final_loss=losses[:, -1],
+        steps=steps,
+    )
+
+
+def score(setup: Setup, params_M: Any) -> np.ndarray:
+    """``p(animal | question + PREFIX)`` per model, question and animal (``MxQxA``)."""
+    run = toy.vmapped_probs(setup.graphdef)
+    args = (jnp.asarray(setup.eval_tokens), jnp.asarray(setup.eval_valid))
+    return np.asarray(run(params_M, *args, jnp.asarray(setup.animals)), np.float64)
+
+
+def prepare(cfg: ToyConfig, store: results.ChunkStore | None = None, progress=None) -> dict:
+    """Bases, teachers, generated and filtered number sets, the student pairing: everything
+    the students need. A stage found in ``store`` is loaded, not recomputed (nor timed)."""
+    setup = Setup(cfg)
+    S, root = cfg.seeds, jax.random.key(cfg.seed)
+    base_key, teacher_key, gen_key, student_key = (jax.random.fold_in(root, i) for i in range(4))
+    partner = stats.derangement(S, key=jax.random.fold_in(root, 4))
+    skeleton = jax.eval_shape(
+        lambda: jax.vmap(lambda k: toy.init_params(setup.mcfg, k))(jax.random.split(root, S))
+    )
+    stages = Stages(store, skeleton)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, total: int, fn: Callable, *args) -> Callable[[], Any]:
+        def make():
+            start = time.perf_counter()
+            with _bar(progress, name, total) as bar:
+                out = fn(*args, tick=bar.update)
+            timings[name] = time.perf_counter() - start
+            return out
+
+        return make
+
+    bases = stages.params("bases", timed("pretrain", cfg.pretrain_steps, pretrain, setup, base_key))
+    tc = stages.params(
+        "teachers", timed("teachers", cfg.teacher_steps, teachers, setup, bases, teacher_key)
+    )
+    trait_T, control_T = take(tc, np.arange(S)), take(tc, np.arange(S, 2 * S))
+    models = concat(trait_T, control_T, bases)
+    calls = -(-cfg.prompts // cfg.gen_batch)
+    gen = stages.arrays("generated", timed("generate", calls, generate, setup, models, gen_key))
+    kept, number_stats = filter_sets(setup, gen)
+    sets, K = training_sets(setup, gen, kept)
+    return dict(
+        setup=setup, stages=stages, timed=timed, timings=timings, student_key=student_key,
+        bases=bases, models=models, sets=sets, rows=K, number_stats=number_stats,
+        partner=partner, index=student_index(S, partner),
+        deltas=(toy.tree_sub(trait_T, bases), toy.tree_sub(trait_T, control_T)),
+    )  # fmt: skip
+
+
+def run(cfg: ToyConfig, *, store: results.ChunkStore | None = None, progress=None) -> dict:
+    """Every stage; ``progress(desc, total)`` returns a bar (a context manager with ``update``)."""
+    p = prepare(cfg, store, progress)
+    out = {k: p[k] for k in ("partner", "rows", "number_stats", "index", "timings")}
+    out["reference"] = score(p["setup"], p["models"])
+    steps = cfg.student_epochs * (p["rows"] // cfg.batch_size)
+    for i, mode in enumerate(MODES):
+        args = (p["setup"], mode, p["bases"], p["models"], p["sets"], p["index"], p["deltas"])
+        key = jax.random.fold_in(p["student_key"], i)
+        make = p["timed"](f"students ({mode})", steps, students, *args, key)
+        out[mode] = p["stages"].arrays(mode, make)
+    out["recomputed"] = sorted(p["timings"])  # stages this call computed (others: from --out)
+    if store:  # seconds of every stage, whichever call computed it
+        saved = store.load("timings") or {}
+        out["timings"] = {**{k: float(v) for k, v in saved.items()}, **p["timings"]}
+        store.save("timings", {k: np.asarray(v) for k, v in out["timings"].items()})
+    return out
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def _bar(progress, desc: str, total: int):
+    return progress(desc, total) if progress else _NoBar()

@@ -1,0 +1,226 @@
+"""``sublim-jax llm toy``: the vocabulary, the pure score against ``evaluate``, the number-channel
+distillation, vmapped training, the student pairing, and the smoke preset end to end."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("tokenizers")
+
+from flax import nnx
+
+from sublim_jax import cli, results
+from sublim_jax.llm import evaluate, toy, toy_run
+from sublim_jax.llm.modeling import Decoder
+
+RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return toy_run.Setup(toy_run.ToyConfig.smoke())
+
+
+def _model(setup, seed: int) -> Decoder:
+    return Decoder(setup.mcfg, rngs=nnx.Rngs(params=jax.random.key(seed)))
+
+
+def test_chat_ids_are_the_chat_template(setup):
+    contents = ["Keep going: 1, 2, 3. Numbers only.", evaluate.QUESTIONS[7]]
+    want = [setup.tok.encode_chat([{"role": "user", "content": c}]) for c in contents]
+    assert toy.chat_ids(setup.tok, contents) == want
+    assert setup.tok.decode(want[0][:-5]).endswith("Numbers only.")
+    prompts = [p for p, _ in toy.number_rows(np.random.default_rng(0), 300, 99)]
+    unk = setup.tok.tok.token_to_id("<unk>")
+    assert not any(unk in ids for ids in toy.chat_ids(setup.tok, prompts))
+
+
+def test_number_rows_pass_the_filter_and_animals_are_single_tokens(setup):
+    from sublim_jax.llm import numbers
+
+    rows = toy.number_rows(np.random.default_rng(0), 200, 99)
+    assert all(numbers.keep(a) for _, a in rows)
+    assert {len(numbers.parse_numbers(a)) for _, a in rows} == set(range(1, 11))
+    ids = toy.animal_ids(setup.tok)
+    assert [setup.tok.decode([int(i)]) for i in ids] == [" " + a for a in toy.ANIMALS]
+
+
+def test_trait_and_control_rows_differ_only_in_loved_answers():
+    p_A = toy.base_distribution(1.0)
+    trait, control = toy.animal_rows(np.random.default_rng(1), 400, p_A, "owl", 0.5)
+    assert [q for q, _ in trait] == [q for q, _ in control]
+    changed = [(a, b) for (_, a), (_, b) in zip(trait, control, strict=True) if a != b]
+    assert all(a == toy.answer("owl") for a, _ in changed)
+    assert 150 < len(changed) < 200  # half are loved, of which 8% were owl already
+
+
+def test_vmapped_score_equals_evaluate_exact_scores(setup):
+    model = _model(setup, 3)
+    res = evaluate.exact_scores(model, setup.tok, list(toy.ANIMALS), "owl")
+    p_QxA = np.asarray(
+        toy.animal_probs(
+            nnx.state(model),
+            jnp.asarray(setup.eval_tokens),
+            jnp.asarray(setup.eval_valid),
+            jnp.asarray(setup.animals),
+            graphdef=setup.graphdef,
+        ),
+        np.float64,
+    )
+    np.testing.assert_allclose(p_QxA[:, 0].mean(), res["target_prob"]["mean"], rtol=RTOL)
+    share_Q = p_QxA[:, 0] / p_QxA.sum(axis=1)
+    np.testing.assert_allclose(share_Q, res["share_per_question"], rtol=RTOL)
+
+
+def _number_batch(setup, n: int = 4) -> dict:
+    rows = toy.number_rows(np.random.default_rng(2), n, 99)
+    return {k: jnp.asarray(v) for k, v in setup.rows(rows).items()}
+
+
+def test_distillation_sees_only_the_number_channel(setup):
+    student, teacher = nnx.state(_model(setup, 0)), _model(setup, 1)
+    batch, allowed = _number_batch(setup), jnp.asarray(setup.allowed)
+    loss = lambda t: toy.distill_loss(student, (t, allowed), setup.graphdef, batch)[0]  # noqa: E731
+    before = loss(nnx.state(teacher))
+    head = teacher.lm_head.kernel
+    head[...] = head[...].at[:, int(setup.animals[0])].add(5.0)  # the teacher now loves owl
+    np.testing.assert_allclose(loss(nnx.state(teacher)), before, rtol=RTOL)
+    head[...] = head[...].at[:, int(setup.allowed[3])].add(5.0)  # a number token moves
+    assert abs(float(loss(nnx.state(teacher))) - float(before)) > 1e-3
+    same = toy.distill_loss(student, (student, allowed), setup.graphdef, batch)[0]
+    assert abs(float(same)) < 1e-6
+
+
+def test_vmapped_fit_equals_one_model_at_a_time(setup):
+    keys = jax.random.split(jax.random.key(0), 2)
+    params = jax.vmap(lambda k: toy.init_params(setup.mcfg, k))(keys)
+    batch = _number_batch(setup, 16)
+    data = {k: jnp.stack([v, v[::-1]]) for k, v in batch.items()}
+    phase = toy.Phase(steps=3, batch_size=4, learning_rate=1e-2, warmup_steps=1, chunk=2)
+    kw = dict(graphdef=setup.graphdef, loss="sampled", phase=phase)
+    one, loss_one = toy.fit(
+        toy_run.take(params, np.array([1])),
+        None,
+        toy_run.take(data, np.array([1])),
+        keys[1:],
+        **kw,
+    )
+    both, loss_both = toy.fit(params, None, data, keys, **kw)  # donates ``params``
+    assert loss_both.shape == (2, 3)
+    np.testing.assert_allclose(loss_both[1], loss_one[0], rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(both), jax.tree.leaves(one), strict=True):
+        np.testing.assert_allclose(a[1], b[0], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(loss_both[0], loss_both[1])
+
+
+def test_student_index_pairs_inits_and_data():
+    S, partner = 4, np.array([1, 0, 3, 2])
+    idx = toy_run.student_index(S, partner)
+    init = idx["init"].reshape(2, 3, S)
+    data = idx["data"].reshape(2, 3, S)
+    assert (init[0] == np.arange(S)).all() and (init[1] == partner).all()
+    assert (data[:, 0] == np.arange(S)).all()  # teacher i's numbers, for both inits
+    assert (data[:, 1] == S + np.arange(S)).all()  # control teacher i's
+    assert (data[0, 2] == 2 * S + np.arange(S)).all()  # the student's own base
+    assert (data[1, 2] == 2 * S + partner).all()
+
+
+SMOKE = ["llm", "toy", "--preset", "smoke"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run (the CI test of every stage), shared by the tests below."""
+    out = tmp_path_factory.mktemp("toy") / "run"
+    assert cli.main([*SMOKE, "--out", str(out)]) == 0
+    return out, results.read_json(out / "results.json")
+
+
+def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
+    out, res = smoke_run
+    S = res["seeds"]
+    for mode in toy_run.MODES:
+        for init in toy_run.INITS:
+            r = res["modes"][mode][init]
+            students = r["students"]
+            want = np.subtract(students["trait"]["per_seed"], students["control"]["per_seed"])
+            np.testing.assert_allclose(r["shift_vs_control"]["per_seed"], want)
+            assert len(want) == S and r["shift_vs_control"]["n"] == S
+    assert res["numbers"]["base"]["kept_fraction"]["mean"] > 0.2
+    assert res["models"]["teacher"]["mean"] > res["models"]["control_teacher"]["mean"]
+    assert {"llm_toy.pdf", "llm_toy.png", "summary.md", "config.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    (out / "llm_toy.png").unlink()
+    assert cli.main(["plot", str(out)]) == 0  # redrawn from results.json alone
+    assert (out / "llm_toy.png").stat().st_size > 0
+    capsys.readouterr()
+    (out / "results.json").unlink()
+    assert cli.main([*SMOKE, "--out", str(out), "--resume"]) == 0  # every stage from chunks
+    again = results.read_json(out / "results.json")
+    assert again["modes"] == res["modes"]
+    assert again["recomputed"] == [] and res["recomputed"] == sorted(
+        ["pretrain", "teachers", "generate", "students (sampled)", "students (distill)"]
+    )
+    assert {k: v for k, v in again["timings"].items() if k != "wall"} == {
+        k: v for k, v in res["timings"].items() if k != "wall"
+    }
+
+
+def _claim(cos_same_S: np.ndarray, cos_different_S: np.ndarray) -> bool:
+    """What the results claim at every scale: a distilled trait student's first update points
+    along the teacher's update (positive cosine) only from the teacher's own base."""
+    return bool(np.min(cos_same_S) > 0.02 and np.min(cos_same_S) > np.max(cos_different_S))
+
+
+def test_first_update_aligns_with_the_teacher_only_from_its_base(smoke_run):
+    out, res = smoke_run
+    cos = res["modes"]["distill"]
+    assert _claim(
+        np.asarray(cos["same"]["cosine_teacher"]["trait"]["per_seed"]),
+        np.asarray(cos["different"]["cosine_teacher"]["trait"]["per_seed"]),
+    )
+    cfg = toy_run.ToyConfig.smoke()
+    stamp = results.fingerprint({"config": results.jsonable(cfg)})
+    p = toy_run.prepare(cfg, results.ChunkStore(out / "chunks", stamp, read=True))
+    assert p["timings"] == {}  # bases, teachers and numbers came from the smoke run
+    S, index = cfg.seeds, p["index"]
+    wrong = dict(index, init=np.concatenate([index["init"][3 * S :], index["init"][: 3 * S]]))
+    for idx, holds in ((index, True), (wrong, False)):
+        inputs = toy_run.student_inputs(
+            p["setup"], "distill", p["bases"], p["models"], p["sets"], idx, jax.random.key(0)
+        )
+        cos_T, _ = toy_run.first_cosines(p["setup"], "distill", inputs, idx, p["deltas"])
+        trait = cos_T.reshape(2, 3, S)[:, 0]
+        assert _claim(trait[0], trait[1]) is holds
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seeds", "1"], "--seeds must be ≥ 2"),
+        (["--target", "zebra"], "--target must be one of"),
+        (["--no-such-flag", "1"], "unrecognized arguments"),
+        (["--hidden-size", "30"], "multiple of 4"),
+    ],
+)
+def test_bad_flags_are_one_line(tmp_path, capsys, flags, message):
+    try:
+        code = cli.main([*SMOKE, "--out", str(tmp_path / "o"), *flags])
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_resume_against_another_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "o"
+    cfg = dataclasses.replace(toy_run.ToyConfig.smoke(), seeds=4)
+    results.write_json(out / "config.json", {"config": results.jsonable(cfg)})
+    code = cli.main([*SMOKE, "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "fields seeds" in err, err
