@@ -130,7 +130,9 @@ def main() -> None:
     if args.torch_python and not os.access(args.torch_python, os.X_OK):
         parser.error(f"--torch-python {args.torch_python!r} is not an executable interpreter")
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])  # before XLA starts
-    report = dict(vars(args), cores=sorted(os.sched_getaffinity(0)))
+    # interpreter and output paths are this machine's: the report records versions instead
+    settings = {k: v for k, v in vars(args).items() if k not in ("torch_python", "out")}
+    report = dict(settings, cores=sorted(os.sched_getaffinity(0)))
     for part in parts:
         task, batch = PARTS[part]["task"], PARTS[part]["batch"]
         if task == "generate":
