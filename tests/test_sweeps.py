@@ -5,6 +5,7 @@ All runs share one small config (the sweep smoke preset at the paper's lr 3e-4) 
 experiment's and the sweeps' compiled programs are reused across tests.
 """
 
+import contextlib
 import dataclasses
 import json
 
@@ -43,6 +44,23 @@ def _sweep(name: str, grid: str, mnist) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _no_compilation():
+    """Fail if XLA compiles anything inside the block (a warm program is reused)."""
+    compiles = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == BACKEND_COMPILE:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == [], f"{len(compiles)} compilations"
+
+
 def _students(experiment: dict) -> np.ndarray:
     """The experiment's students as ``[acc; loss per epoch]_Sx(1+E)x4``, like `_sweep`."""
     acc, loss = experiment["accuracy"], experiment["loss_per_epoch"]
@@ -70,19 +88,9 @@ def test_adam_point_at_the_experiments_lr_equals_the_experiment(mnist, experimen
 
 def test_grid_points_of_one_shape_share_one_compilation(mnist):
     _sweep("init-distance", "0.1", mnist)  # warm: the compilations this config needs
-    compiles = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event == BACKEND_COMPILE:
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with _no_compilation():
         got = _sweep("init-distance", "0.02,1,lambda=0.5", mnist)
         _sweep("layer-sharing", "h1,h2+readout", mnist)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert compiles == []
     assert not np.array_equal(got["σ=0.02"], got["σ=1"])  # the points did differ
 
 
@@ -224,18 +232,8 @@ def test_defence_effects_are_ratios_to_the_grids_none_point():
 def test_variant_points_of_one_shape_share_one_compilation(mnist):
     grid = "none,init-noise={},round={},output-noise={},mix={},epochs=1,weight-decay={},kl-init={}"
     _sweep("defences", grid.format(0.2, 0.5, 0.3, 0.3, 0.5, 3), mnist)  # warm
-    compiles = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event == BACKEND_COMPILE:
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with _no_compilation():
         got = _sweep("defences", grid.format(0.1, 2, 1, 0.6, 2, 5), mnist)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert compiles == []
     assert not np.array_equal(got["mix=0.6"], got["none"])
 
 
@@ -351,16 +349,6 @@ def test_layer_coefficients_broadcast_only_uniform_mixes():
 
 def test_teacher_strength_points_share_one_compilation(mnist):
     _sweep("teacher-strength", "steps=3", mnist)  # warm
-    compiles = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event == BACKEND_COMPILE:
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with _no_compilation():
         got = _sweep("teacher-strength", "steps=5,steps=40", mnist)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert compiles == []
     assert not np.array_equal(got["raw"]["teacher_PxS"][0], got["raw"]["teacher_PxS"][1])
