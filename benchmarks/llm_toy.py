@@ -20,24 +20,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from mnist_speed import best_time, matmul_peak  # the same timing and peak as the MNIST benchmark
 
 from sublim_jax import results
 from sublim_jax.llm import toy, toy_run
-
-
-def best_time(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_peak(n: int = 2048) -> float:
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    return 2 * n**3 / best_time(jax.jit(lambda a, b: a @ b), a, a, repeats=10)
 
 
 def pretrain_chunk(cfg: toy_run.ToyConfig, repeats: int) -> dict:
