@@ -251,7 +251,7 @@ def _across(out: Path, sweep_results: list[dict]) -> Path:
     body = findings.across(sweep_results)
     results.write_json(out / "across" / "results.json", body)
     figures.across_sweeps_figure(body, out / "across")
-    print(findings.correlation_text(body["spearman"], body["rows"]))
+    print(findings.correlation_text(body))
     print(f"wrote {out}/across/results.json, across.pdf, across.png")
     return out
 

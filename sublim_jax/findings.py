@@ -10,6 +10,7 @@ rewrites only the generated blocks of that file, so its prose stays the author's
 No I/O here beyond strings: the script in ``experiments/`` reads and writes.
 """
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -94,35 +95,71 @@ def _cell(summary: Mapping, fmt: str = ".3f") -> str:
 
 
 def sweep_table(res: Mapping) -> str:
-    """Markdown: per point the four students' accuracy and the aux-only step-0 cosines, with CIs."""
-    head = (
-        "| point | aux same | aux diff | all same | all diff | cos₀ same | cos₀ diff |\n"
-        "| --- | --- | --- | --- | --- | --- | --- |"
-    )
-    rows = [head]
+    """Markdown: per point the four students' accuracy and the aux-only step-0 cosines, with CIs
+    (and the point's teacher where teachers differ between points)."""
+    per_teacher = res.get("teacher_groups", 1) > 1
+    head = "| point | aux same | aux diff | all same | all diff | cos₀ same | cos₀ diff |"
+    rule = "| --- | --- | --- | --- | --- | --- | --- |"
+    if per_teacher:
+        head, rule = head + " teacher | untrained |", rule + " --- | --- |"
+    rows = [head, rule]
     for pt in res["points"]:
         c, d = pt["conditions"], pt["diagnostics"]["cosine_step0"]
-        accs = [_cell(c[f"student_{s}"]) for s in ("aux_same_init", "aux_diff_init")]
-        accs += [_cell(c[f"student_{s}"]) for s in ("all_same_init", "all_diff_init")]
-        coss = [_cell(d[f"update_{s}"], "+.4f") for s in INITS.values()]
-        rows.append("| " + " | ".join([pt["label"], *accs, *coss]) + " |")
+        cells = [pt["label"]]
+        cells += [_cell(c[f"student_{s}"]) for s in ("aux_same_init", "aux_diff_init")]
+        cells += [_cell(c[f"student_{s}"]) for s in ("all_same_init", "all_diff_init")]
+        cells += [_cell(d[f"update_{s}"], "+.4f") for s in INITS.values()]
+        if per_teacher:
+            cells += [_cell(pt["teacher"][k]) for k in ("teacher", "reference")]
+        rows.append("| " + " | ".join(cells) + " |")
     fixed = res["fixed"]
-    seeds = fixed["teacher"]["n"]
-    rows.append(
-        f"\n{seeds} seeds; teacher {_cell(fixed['teacher'])}, untrained reference "
-        f"{_cell(fixed['reference'])}; {res.get('wall_seconds', float('nan')) / 60:.1f} min."
+    models = (
+        "teachers and untrained references per point"
+        if per_teacher
+        else f"teacher {_cell(fixed['teacher'])}, untrained reference {_cell(fixed['reference'])}"
     )
+    minutes = res.get("wall_seconds", float("nan")) / 60
+    rows.append(f"\n{fixed['teacher']['n']} seeds; {models}; {minutes:.1f} min.")
+    if "best_lr" in res:
+        best = ", ".join(res["best_lr"].values())
+        rows.append(f"Best lr per optimiser (all-logits, same init): {best}.")
+    for pt in res["points"]:
+        if "alignment" in pt["diagnostics"]:
+            rows.append(alignment_text(pt["label"], pt["diagnostics"]["alignment"]))
     return "\n".join(rows)
 
 
-def correlation_text(corr: Mapping, rows: list[dict]) -> str:
+def alignment_text(label: str, curves: Mapping) -> str:
+    """One line per tracked point: the whole-network displacement cosine of the aux-only
+    students after their first and last step, and the teacher's loss on them before and after."""
+    cells = []
+    for init, student in INITS.items():
+        cos = curves["cos_displacement"][f"student_{student}"]["all"]
+        lt = curves["teacher_loss"][f"student_{student}"]
+        first, last = (f"{cos['mean'][i]:+.3f} [{cos['ci95'][0][i]:+.3f}, {cos['ci95'][1][i]:+.3f}]"
+                       for i in (0, -1))  # fmt: skip
+        cells.append(
+            f"{init} init: cos(θ_S(t) − θ⁰_S, Δθ_T) {first} after step 1, {last} after step "
+            f"{len(cos['mean'])}; L_T {lt['mean'][0]:.3f} → {lt['mean'][-1]:.3f}"
+        )
+    return f"Tracked {label} (aux-only students): " + "; ".join(cells) + "."
+
+
+def correlation_text(body: Mapping) -> str:
+    """The across-sweeps result in words: ρ over every row, then within each init."""
+    corr, rows = body["spearman"], body["rows"]
     lo, hi = corr["ci95"]
     sweeps = sorted({r["sweep"] for r in rows})
-    return (
+    text = (
         f"Spearman ρ(step-0 cosine, aux-only transfer) = **{corr['rho']:+.3f}** "
         f"[{lo:+.3f}, {hi:+.3f}] (95% bootstrap CI) over {corr['n']} (point, init) pairs "
         f"from {len(sweeps)} sweeps ({', '.join(sweeps)})."
     )
+    within = [
+        f"{init} init {c['rho']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] (n = {c['n']})"
+        for init, c in body.get("spearman_by_init", {}).items()
+    ]
+    return text + (" Within one init: " + "; ".join(within) + "." if within else "")
 
 
 BLOCK = re.compile(
@@ -145,8 +182,41 @@ def fill(text: str, blocks: Mapping[str, str]) -> tuple[str, list[str]]:
     return BLOCK.sub(sub, text), missing
 
 
+def training_flops(cfg, points) -> float:
+    """A sweep's training FLOPs, counted as 6 × weights per image per step (forward and
+    backward): each teacher group once per seed, and each point's four students per seed over
+    their images and epochs. For scaling a measured preset's time to another preset's work;
+    evaluation, noise generation and compilation are left out."""
+    from sublim_jax import sweeps  # jax-heavy: only for this estimate
+
+    def weights(sizes) -> int:
+        return sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+
+    total = 0.0
+    for group in sweeps.teacher_groups(cfg, points):
+        t_cfg = group.cfg
+        images = t_cfg.epochs_teacher * t_cfg.n_train + group.extra_steps * t_cfg.batch_size
+        total += 6.0 * weights(t_cfg.sizes) * images * cfg.seeds
+        for i in group.points:
+            point = points[i]
+            s_cfg = sweeps.student_config(t_cfg, point)
+            epochs = s_cfg.epochs_student if point.epochs is None else point.epochs
+            total += 4 * 6.0 * weights(s_cfg.sizes) * s_cfg.n_noise * epochs * cfg.seeds
+    return total
+
+
 def across(results: Iterable[Mapping]) -> dict:
     """The across-sweeps results body: every (point, init) row and Spearman's ρ over them."""
     rows = collect(results)
-    x, y = (np.array([r[k] for r in rows]) for k in ("cos0", "transfer"))
-    return {"kind": "across-sweeps", "rows": rows, "spearman": rank_correlation(x, y)}
+
+    def rho(subset: list[dict]) -> dict:
+        x, y = (np.array([r[k] for r in subset]) for k in ("cos0", "transfer"))
+        return rank_correlation(x, y)
+
+    by_init = {i: [r for r in rows if r["init"] == i] for i in INITS}
+    return {
+        "kind": "across-sweeps",
+        "rows": rows,
+        "spearman": rho(rows),
+        "spearman_by_init": {i: rho(sub) for i, sub in by_init.items() if len(sub) >= 3},
+    }

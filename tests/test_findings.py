@@ -86,6 +86,9 @@ def test_collect_rows_per_point_and_init_and_per_point_reference():
     assert rows[2]["transfer"] == pytest.approx(0.1)  # the point's own reference
     body = findings.across([res])
     assert body["spearman"]["n"] == 5 and body["spearman"]["rho"] > 0
+    assert {k: v["n"] for k, v in body["spearman_by_init"].items()} == {"same": 3}  # diff: 2 rows
+    text = findings.correlation_text(body)
+    assert "over 5 (point, init) pairs" in text and "Within one init: same init" in text
 
 
 def test_sweep_table_has_every_point_with_cis():
