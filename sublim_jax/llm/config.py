@@ -21,6 +21,9 @@ ARCHITECTURES = {
 ROPE_TYPES = ("default", "linear", "llama3")
 
 
+REMAT = ("none", "attention", "full")
+
+
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
     """Shapes and options of a decoder; ``dtype`` is the compute dtype, ``param_dtype`` storage."""
@@ -40,11 +43,17 @@ class DecoderConfig:
     qk_norm: bool = False
     max_positions: int = 4096
     architecture: str = "LlamaForCausalLM"
-    remat: bool = False  # recompute each block's activations in the backward pass (training)
+    # the backward pass of training (see ``Decoder._blocks``): "none" keeps every activation;
+    # "attention" keeps each projection's output and recomputes the attention scores and the
+    # elementwise ops (selective recomputation: less memory, and faster on CPU); "full" keeps
+    # only each block's input
+    remat: str = "attention"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
+        if self.remat not in REMAT:
+            raise ValueError(f"remat={self.remat!r}; choose from {REMAT}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"

@@ -129,12 +129,13 @@ def train(
         state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in restored["state"]])
         order_SxB = np.asarray(restored["order"])
     length = length or bucket(max(len(p) + len(c) for p, c in pairs))
+    scored = min(length, bucket(max(len(c) for _, c in pairs)))  # left padding: completions last
     pad, every = pad_id(tok), cfg.checkpoint_every * cfg.accum_steps
     metrics = []
     for step in range(start or 0, len(order_SxB)):
         idx = order_SxB[step]
         batch = pack([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], pad, length)
-        state, m = training.train_step(graphdef, optimizer, state, frozen, batch)
+        state, m = training.train_step(graphdef, optimizer, state, frozen, batch, scored)
         row = dict(step=step + 1, loss=float(m["loss"]), tokens=float(m["tokens"]))
         metrics.append(row)
         if not np.isfinite(row["loss"]):

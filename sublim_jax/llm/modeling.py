@@ -23,6 +23,10 @@ from flax import nnx
 from sublim_jax.llm.config import DecoderConfig, rope_frequencies
 
 _INIT = nnx.initializers.normal(0.02)
+REMAT_POLICIES = {  # ``DecoderConfig.remat``'s ``jax.checkpoint`` policies (None: save nothing)
+    "attention": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "full": None,
+}
 
 
 class KVCache(NamedTuple):
@@ -257,12 +261,13 @@ class Decoder(nnx.Module):
         cache: KVCache | None = None,
         index: jax.Array | int = 0,
         *,
-        last_only: bool = False,
+        last: int | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """Logits ``BxTxV`` and the updated cache; without a cache ``S == T`` and ``index == 0``.
 
-        ``last_only`` computes the logits of the last query position alone (``Bx1xV``): the
-        ``DxV`` head then costs ``B`` rows instead of ``B*T`` (prefill needs only those)."""
+        ``last`` (static) computes the logits of the last ``last`` query positions alone
+        (``BxlastxV``): the ``DxV`` head then costs ``B*last`` rows instead of ``B*T`` (prefill
+        needs one position; a completion-only loss needs the completion's)."""
         dtype = self.cfg.dtype
         x_BxTxD = self._constrain(
             jnp.take(self.embed[...], tokens_BxT, axis=0).astype(dtype), "hidden"
@@ -277,7 +282,7 @@ class Decoder(nnx.Module):
         causal_TxS = jnp.arange(S, dtype=jnp.int32)[None, :] <= q_slot_T[:, None]
         mask_BxTxS = causal_TxS[None, :, :] & kv_valid_BxS[:, None, :]
         x_BxTxD, cache = self._blocks(x_BxTxD, rope, mask_BxTxS, cache, index)
-        x_BxTxD = self.norm(x_BxTxD[:, -1:] if last_only else x_BxTxD)
+        x_BxTxD = self.norm(x_BxTxD if last is None else x_BxTxD[:, T - last :])
         if self.lm_head is None:
             w_DxV = self.embed[...].astype(dtype).T
         else:
@@ -289,8 +294,10 @@ class Decoder(nnx.Module):
     def _blocks(self, x_BxTxD, rope, mask_BxTxS, cache, index) -> tuple[jax.Array, KVCache | None]:
         """All blocks as one ``lax.scan`` over the stacked weights, carrying the (whole) cache.
 
-        Training (no cache) with ``cfg.remat`` checkpoints the scanned body: the backward pass
-        keeps one ``BxTxD`` residual per layer and recomputes the rest."""
+        Training (no cache) checkpoints the scanned body as ``cfg.remat`` says: ``"attention"``
+        saves the outputs of the projections (dots without batch dimensions) and recomputes the
+        attention scores, softmax and elementwise ops; ``"full"`` keeps one ``BxTxD`` residual
+        per layer and recomputes the rest."""
         graphdef, state_L = nnx.split(self.layers)
 
         def body(carry, xs):
@@ -300,8 +307,9 @@ class Decoder(nnx.Module):
             x_BxTxD, cache = block(x_BxTxD, rope, mask_BxTxS, cache, layer, index)
             return (self._constrain(x_BxTxD, "hidden"), cache), None
 
-        if self.cfg.remat and cache is None:
-            body = jax.checkpoint(body, prevent_cse=False)
+        if self.cfg.remat != "none" and cache is None:
+            policy = REMAT_POLICIES[self.cfg.remat]
+            body = jax.checkpoint(body, prevent_cse=False, policy=policy)
         layers_L = jnp.arange(self.cfg.num_layers, dtype=jnp.int32)
         (x_BxTxD, cache), _ = jax.lax.scan(body, (x_BxTxD, cache), (state_L, layers_L))
         return x_BxTxD, cache
@@ -310,8 +318,12 @@ class Decoder(nnx.Module):
         return x if self.mesh_rules is None else self.mesh_rules.constrain(x, kind)
 
 
-def forward(model: Decoder, tokens_BxT: jax.Array, valid_BxT: jax.Array) -> jax.Array:
-    """Uncached logits of a (left- or right-) padded batch; positions count valid tokens only."""
+def forward(
+    model: Decoder, tokens_BxT: jax.Array, valid_BxT: jax.Array, last: int | None = None
+) -> jax.Array:
+    """Uncached logits of a (left- or right-) padded batch; positions count valid tokens only.
+
+    ``last`` keeps the last ``last`` positions' logits alone (``BxlastxV``), as ``Decoder``."""
     positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT.astype(jnp.int32), axis=1) - 1, 0)
-    logits_BxTxV, _ = model(tokens_BxT, positions_BxT, valid_BxT)
+    logits_BxTxV, _ = model(tokens_BxT, positions_BxT, valid_BxT, last=last)
     return logits_BxTxV

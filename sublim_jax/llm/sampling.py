@@ -81,19 +81,32 @@ def pack(
     return Batch(jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray(target))
 
 
-def token_logprobs(logits_BxTxV: jax.Array, tokens_BxT: jax.Array) -> jax.Array:
-    """``logp_BxT[b, t] = log p(tokens[b, t] | tokens[b, :t])``; zero at ``t = 0``.
+def token_logprobs(logits_BxKxV: jax.Array, tokens_BxT: jax.Array) -> jax.Array:
+    """``logp_BxT[b, t] = log p(tokens[b, t] | tokens[b, :t])`` from the logits of the last ``K``
+    positions (``K == T``: all of them); zero where no logit predicts ``t`` (``t <= T - K``).
 
     The picked logit less the log-sum-exp, at every position and shifted afterwards: no ``BxTxV``
     slice, log-softmax or gather-gradient scatter is materialised (on CPU those passes over the
     logits cost a tenth of a SmolLM2 LoRA step; the gradient becomes one fused pass)."""
-    logits_BxTxV = logits_BxTxV.astype(jnp.float32)
-    V = logits_BxTxV.shape[-1]
-    next_BxT = jnp.pad(tokens_BxT[:, 1:], ((0, 0), (0, 1)))
-    is_next_BxTxV = next_BxT[..., None] == jnp.arange(V, dtype=next_BxT.dtype)[None, None, :]
-    picked_BxT = jnp.sum(jnp.where(is_next_BxTxV, logits_BxTxV, 0.0), axis=-1)
-    logp_BxT = picked_BxT - jax.nn.logsumexp(logits_BxTxV, axis=-1)
-    return jnp.pad(logp_BxT[:, :-1], ((0, 0), (1, 0)))
+    logits_BxKxV = logits_BxKxV.astype(jnp.float32)
+    K, V, T = logits_BxKxV.shape[1], logits_BxKxV.shape[2], tokens_BxT.shape[1]
+    if not 1 <= K <= T:
+        raise ValueError(f"logits of {K} positions for {T} tokens")
+    next_BxK = jnp.pad(tokens_BxT[:, T - K + 1 :], ((0, 0), (0, 1)))
+    is_next_BxKxV = next_BxK[..., None] == jnp.arange(V, dtype=next_BxK.dtype)[None, None, :]
+    picked_BxK = jnp.sum(jnp.where(is_next_BxKxV, logits_BxKxV, 0.0), axis=-1)
+    logp_BxK = picked_BxK - jax.nn.logsumexp(logits_BxKxV, axis=-1)
+    return jnp.pad(logp_BxK[:, :-1], ((0, 0), (T - K + 1, 0)))
+
+
+def scored_columns(target_BxT: np.ndarray, multiple: int = 16) -> int:
+    """How many trailing columns hold every target of ``target_BxT`` (a host array), rounded up
+    to ``multiple`` (so batches share programs) and capped at ``T``: the ``scored`` that
+    ``training.train_step`` may compute logits for alone. Left padding puts completions last."""
+    target_BxT = np.asarray(target_BxT, bool)
+    T = target_BxT.shape[1]
+    cols = np.flatnonzero(target_BxT.any(axis=0))
+    return min(T, bucket(T - int(cols[0]), multiple)) if cols.size else min(T, multiple)
 
 
 @functools.partial(jax.jit, static_argnames="graphdef")
@@ -174,13 +187,13 @@ def prefill(graphdef, state, tokens_BxT, valid_BxT, cache: KVCache):
     """Write the prompts into cache slots ``[0, T)``; logits of each row's last token.
 
     Left padding puts every row's last token at ``T - 1``, so the head runs on that position
-    alone (``last_only``): a ``BxV`` product, not ``BxTxV``."""
+    alone (``last=1``): a ``BxV`` product, not ``BxTxV``."""
     B, T = tokens_BxT.shape
     S = cache.k.shape[2]
     kv_valid_BxS = jnp.concatenate([valid_BxT, jnp.zeros((B, S - T), bool)], axis=1)
     positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT.astype(jnp.int32), axis=1) - 1, 0)
     logits_Bx1xV, cache = nnx.merge(graphdef, state)(
-        tokens_BxT, positions_BxT, kv_valid_BxS, cache, 0, last_only=True
+        tokens_BxT, positions_BxT, kv_valid_BxS, cache, 0, last=1
     )
     return logits_Bx1xV[:, 0], cache, positions_BxT[:, -1] + 1, kv_valid_BxS
 

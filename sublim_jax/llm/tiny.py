@@ -154,6 +154,7 @@ def pretrain(
     ``cfg.steps``) of a ``cfg.steps``-long schedule, every batch padded to ``length`` (at least
     the longest pair, rounded up to 16): same shapes and schedule, no new compile."""
     length = max(length, bucket(max(len(p) + len(c) for p, c in data)))
+    scored = min(length, bucket(max(len(c) for _, c in data)))  # left padding: completions last
     tcfg = training.TrainConfig(
         learning_rate=cfg.learning_rate, warmup_steps=10, total_steps=cfg.steps, lora_rank=0
     )
@@ -164,7 +165,7 @@ def pretrain(
     for step in range(steps or cfg.steps):
         idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         batch = pack([data[i][0] for i in idx], [data[i][1] for i in idx], 0, length)
-        state, _ = training.train_step(graphdef, optimizer, state, frozen, batch)
+        state, _ = training.train_step(graphdef, optimizer, state, frozen, batch, scored)
     return nnx.merge(graphdef, state.params, frozen)
 
 

@@ -282,7 +282,7 @@ def sample(params, tokens_BxP, valid_BxP, key, *, graphdef, C: int, end_id: int)
     cache = KVCache.zeros(model.cfg, B, P + C)
     kv_valid_BxS = jnp.concatenate([valid_BxP, jnp.zeros((B, C), bool)], axis=1)
     positions_BxP = jnp.maximum(jnp.cumsum(valid_BxP.astype(jnp.int32), axis=1) - 1, 0)
-    logits_Bx1xV, cache = model(tokens_BxP, positions_BxP, kv_valid_BxS, cache, 0, last_only=True)
+    logits_Bx1xV, cache = model(tokens_BxP, positions_BxP, kv_valid_BxS, cache, 0, last=1)
 
     def body(carry, t):
         logits_BxV, cache, kv_valid_BxS, pos_B, done_B = carry

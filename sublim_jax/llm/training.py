@@ -142,29 +142,41 @@ def init(model: Decoder, cfg: TrainConfig, optimizer: optax.GradientTransformati
 
 
 def loss_fn(
-    params: nnx.State, frozen: nnx.State, graphdef: nnx.GraphDef, batch: Batch
+    params: nnx.State,
+    frozen: nnx.State,
+    graphdef: nnx.GraphDef,
+    batch: Batch,
+    scored: int | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Summed cross-entropy of the completion tokens (``batch.target``), prompts unscored.
 
     Summed, not averaged, so that ``accumulate`` can weight micro-batches by their token counts;
-    ``metrics["loss"]`` is this batch's per-token mean."""
+    ``metrics["loss"]`` is this batch's per-token mean. ``scored`` (static; from
+    ``sampling.scored_columns``) says every target lies in the last ``scored`` columns: the vocab
+    head then runs on those positions (and the one before) alone, not on the prompts'."""
     model = nnx.merge(graphdef, params, frozen)
-    logp_BxT = token_logprobs(forward(model, batch.tokens, batch.valid), batch.tokens)
+    T = batch.tokens.shape[1]
+    last = None if scored is None or scored >= T else scored + 1
+    logp_BxT = token_logprobs(forward(model, batch.tokens, batch.valid, last), batch.tokens)
     count = jnp.sum(batch.target.astype(jnp.float32))
     nll = -jnp.sum(jnp.where(batch.target, logp_BxT, 0.0))
     return nll, dict(loss=nll / jnp.maximum(count, 1.0), tokens=count)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnames="state")
+@functools.partial(
+    jax.jit, static_argnames=("graphdef", "optimizer", "scored"), donate_argnames="state"
+)
 def train_step(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformationExtraArgs,
     state: TrainState,
     frozen: nnx.State,
     batch: Batch,
+    scored: int | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One micro-batch: gradients of ``loss_fn``, then the (accumulating) optimiser."""
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, frozen, graphdef, batch)
+    """One micro-batch: gradients of ``loss_fn`` (``scored`` as there), then the (accumulating)
+    optimiser."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, frozen, graphdef, batch, scored)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
         updates, opt_state = optimizer.update(
             grads, state.opt_state, state.params, tokens=metrics["tokens"]

@@ -9,10 +9,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from sublim_jax.llm import modeling, sampling
-from sublim_jax.llm.config import DecoderConfig
+from sublim_jax.llm.config import REMAT, DecoderConfig
 from sublim_jax.llm.modeling import Decoder, KVCache
 from sublim_jax.llm.modeling import forward as eager_forward
 
@@ -92,16 +93,20 @@ def primitives(jaxpr) -> list[str]:
 def test_remat_checkpoints_the_one_scanned_block():
     tokens, valid = map(jnp.asarray, sampling.left_pad(PROMPTS, length=8))
     deep = dataclasses.replace(CFG, num_layers=4)
-    plain = Decoder(deep, rngs=nnx.Rngs(0))
-    remat = Decoder(dataclasses.replace(deep, remat=True), rngs=nnx.Rngs(0))
+    models = [Decoder(dataclasses.replace(deep, remat=r), rngs=nnx.Rngs(0)) for r in REMAT]
     counts = []
-    for model in (plain, remat):
+    for model in models:
         names = primitives(jax.make_jaxpr(eager_forward)(model, tokens, valid).jaxpr)
         counts.append(
             (names.count("scan"), sum(n.startswith(("remat", "checkpoint")) for n in names))
         )
-    assert counts == [(1, 0), (1, 1)]
-    np.testing.assert_array_equal(forward(remat, tokens, valid), forward(plain, tokens, valid))
+    assert REMAT == ("none", "attention", "full") and counts == [(1, 0), (1, 1), (1, 1)]
+    for model in models[1:]:
+        np.testing.assert_array_equal(
+            forward(model, tokens, valid), forward(models[0], tokens, valid)
+        )
+    with pytest.raises(ValueError, match="remat=True"):
+        dataclasses.replace(deep, remat=True)
 
 
 def test_lora_delta_vjp_equals_autodiff_of_the_product():

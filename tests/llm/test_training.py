@@ -12,9 +12,9 @@ import pytest
 from flax import nnx
 
 from sublim_jax.llm import params, training
-from sublim_jax.llm.config import DecoderConfig
+from sublim_jax.llm.config import REMAT, DecoderConfig
 from sublim_jax.llm.modeling import Decoder, forward
-from sublim_jax.llm.sampling import pack
+from sublim_jax.llm.sampling import pack, scored_columns
 
 CFG = DecoderConfig.tiny(architecture="Qwen2ForCausalLM", qkv_bias=True)
 PROMPTS = [[5, 17, 33], [70, 12], [44, 2, 9, 8], [3]]
@@ -131,6 +131,35 @@ def test_gradient_accumulation_equals_one_big_batch():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_scored_tail_gives_the_full_loss_and_gradient():
+    """The head on the completion columns alone (``scored``) changes nothing but the work."""
+    cfg = training.TrainConfig(lora_rank=4)
+    graphdef, frozen, state = training.init(lora_model(cfg), cfg, optax.sgd(1.0))
+    params = jax.tree.map(lambda x: x + 0.01, state.params)  # B != 0: gradients reach A too
+    batch = pack(PROMPTS, UNEQUAL, length=32)  # completions of up to 7 tokens, last
+    target = np.asarray(batch.target)
+    assert [scored_columns(target, m) for m in (1, 4, 16, 64)] == [7, 8, 16, 32]
+    assert scored_columns(np.zeros_like(target)) == 16
+
+    def run(scored):
+        fn = jax.value_and_grad(training.loss_fn, has_aux=True)
+        return jax.jit(fn, static_argnums=4)(params, frozen, graphdef, batch, scored)
+
+    (want, want_m), want_g = run(None)
+    logits = forward(nnx.merge(graphdef, params, frozen), batch.tokens, batch.valid)
+    logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)  # position t predicts token t + 1
+    picked = jnp.take_along_axis(logp, batch.tokens[:, 1:, None], axis=-1)[..., 0]
+    np.testing.assert_allclose(want, -jnp.sum(jnp.where(batch.target[:, 1:], picked, 0)), rtol=1e-5)
+    for scored in (7, 16):
+        (got, got_m), got_g = run(scored)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert float(got_m["tokens"]) == float(want_m["tokens"]) == 15
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)  # noqa: E731
+        jax.tree.map(close, got_g, want_g)
+    (short, _), _ = run(6)  # one target column outside the tail: its loss is dropped
+    assert float(short) < float(want) - 0.1
+
+
 def test_merged_and_adapter_exports(tmp_path):
     pytest.importorskip("safetensors")
     cfg = training.TrainConfig(
@@ -170,19 +199,24 @@ def test_merged_and_adapter_exports(tmp_path):
 
 
 def test_remat_gives_the_same_step():
+    """Each recomputation policy takes the same step; the backward pass recomputes more dots
+    from none to attention (the batched score and value dots) to full (every projection too)."""
     cfg = training.TrainConfig(lora_rank=4, learning_rate=1e-2, warmup_steps=0)
-    results = []
-    for remat in (False, True):
+    batch = pack(PROMPTS, COMPLETIONS)
+    results, dots = [], []
+    for remat in REMAT:
         model = Decoder(dataclasses.replace(CFG, remat=remat), rngs=nnx.Rngs(0))
         training.add_lora(model, cfg, key=jax.random.key(1))
         optimizer = training.make_optimizer(cfg)
         graphdef, frozen, state = training.init(model, cfg, optimizer)
-        state, _ = training.train_step(
-            graphdef, optimizer, state, frozen, pack(PROMPTS, COMPLETIONS)
-        )
+        grad = jax.grad(lambda p: training.loss_fn(p, frozen, graphdef, batch)[0])  # noqa: B023
+        dots.append(str(jax.make_jaxpr(grad)(state.params)).count("dot_general"))
+        state, _ = training.train_step(graphdef, optimizer, state, frozen, batch)
         results.append(jax.tree.leaves(state.params))
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert dots[0] + 2 == dots[1] < dots[2], dots  # scores and values: two batched dots
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_lora_on_a_frozen_bfloat16_base():
