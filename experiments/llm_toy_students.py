@@ -1,14 +1,17 @@
 """Do the toy students need another learning rate or more epochs? Students only, re-trained on a
 finished default run's bases, teachers and filtered numbers (read from its ``--out`` chunks).
 
-    uv run sublim-jax llm toy --out runs/llm_toy_default            # once (~40 min shared CPU)
-    uv run python experiments/llm_toy_students.py runs/llm_toy_default 1e-2 3 distill,sampled \\
-        experiments/results/llm_toy/students_lr1e-2.json           # ~16 min on a shared CPU
+    uv run sublim-jax llm toy --out runs/llm_toy_default            # once (~14 min, 2 cores)
+    uv run python experiments/llm_toy_students.py runs/llm_toy_default 1e-3 30 distill \\
+        experiments/results/llm_toy/students_lr1e-3_30ep.json      # ~17 min, 2 idle cores
 
 Prints and saves, per mode and init, the trait student's shift against the control-teacher
-student and against the own-base student (mean and 95% CI over the seeds), and the students'
-p(owl). Result at lr 1e-2, 3 epochs (10× the default's lr): every student's p(owl) collapses
-from 0.075 to ~0.01 (the animal answers are forgotten) and no shift is distinguishable from 0.
+student and against the own-base student (mean, 95% CI and per-seed values), the paired
+same-init minus different-init shift per seed, and the students' p(owl). The committed
+``students_*.json`` were made on a default run of 3 student epochs (the default before it became
+10) with an earlier revision, and hold summaries only. Result at lr 1e-2, 3 epochs (10× the
+default's lr): every student's p(owl) collapses from 0.075 to ~0.01 (the animal answers are
+forgotten) and no shift is distinguishable from 0.
 """
 
 import dataclasses
@@ -21,6 +24,10 @@ import numpy as np
 
 from sublim_jax import results, stats
 from sublim_jax.llm import toy_run
+
+
+def per_seed(values: np.ndarray) -> dict:
+    return dict(stats.summary(values), per_seed=np.asarray(values, np.float64))
 
 
 def main(out: str, lr: float, epochs: int, modes: str, save: str) -> None:
@@ -36,16 +43,21 @@ def main(out: str, lr: float, epochs: int, modes: str, save: str) -> None:
         start = time.perf_counter()
         args = (setup, mode, p["bases"], p["models"], p["sets"], p["index"], p["deltas"])
         r = toy_run.students(*args, jax.random.fold_in(p["student_key"], i))
-        prob = r["probs"][:, :, 0].mean(axis=1).reshape(2, 3, S)
+        t = toy_run.toy.ANIMALS.index(cfg.target)
+        prob = r["probs"][:, :, t].mean(axis=1).reshape(2, 3, S)
         for j, init in enumerate(toy_run.INITS):
             found[f"{mode}/{init}"] = dict(
-                vs_control=stats.summary(prob[j, 0] - prob[j, 1]),
-                vs_own_base=stats.summary(prob[j, 0] - prob[j, 2]),
-                trait=stats.summary(prob[j, 0]),
-                control=stats.summary(prob[j, 1]),
+                vs_control=per_seed(prob[j, 0] - prob[j, 1]),
+                vs_own_base=per_seed(prob[j, 0] - prob[j, 2]),
+                trait=per_seed(prob[j, 0]),
+                control=per_seed(prob[j, 1]),
                 final_loss=float(np.mean(r["final_loss"].reshape(2, 3, S)[j, 0])),
             )
-            print(mode, init, found[f"{mode}/{init}"], flush=True)
+            print(mode, init, found[f"{mode}/{init}"]["vs_control"], flush=True)
+        # both inits' students of lineage s learn teacher s's numbers: a paired difference
+        shift = prob[:, 0] - prob[:, 1]
+        found[f"{mode}/same_minus_different"] = per_seed(shift[0] - shift[1])
+        print(mode, "same - different", found[f"{mode}/same_minus_different"], flush=True)
         found[f"{mode}/seconds"] = time.perf_counter() - start
     results.write_json(save, dict(student_lr=lr, student_epochs=epochs, results=found))
 

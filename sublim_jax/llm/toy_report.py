@@ -85,13 +85,20 @@ def _ci(s: dict, fmt: str = "+.4f") -> str:
     return f"{s['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
+def _signs(values) -> str:
+    """Seeds above 0 and the median: robust to the rare large shift of one seed."""
+    v = np.asarray(values)
+    return f"{int((v > 0).sum())}/{v.size}, {np.median(v):+.4f}"
+
+
 def table(res: dict) -> str:
     """Markdown: per mode and init, the students' shifts and the step-0 cosines."""
     head = (
-        "| mode | init | shift vs control-teacher student | shift vs own-base student "
+        "| mode | init | shift vs control-teacher student | seeds > 0, median "
+        "| shift vs own-base student "
         "| cos(Δθ_S, θ_T − θ⁰) trait student | same, control-teacher student "
         "| cos(Δθ_S, θ_T − θ_control) trait student |\n"
-        "| --- | --- | --- | --- | --- | --- | --- |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     rows = []
     for mode in MODES:
@@ -99,11 +106,24 @@ def table(res: dict) -> str:
             r = res["modes"][mode][init]
             rows.append(
                 f"| {MODE_TITLES[mode]} | {init} | {_ci(r['shift_vs_control'])} | "
+                f"{_signs(r['shift_vs_control']['per_seed'])} | "
                 f"{_ci(r['shift_vs_own_base'])} | {_ci(r['cosine_teacher']['trait'], '+.3f')} | "
                 f"{_ci(r['cosine_teacher']['control'], '+.3f')} | "
                 f"{_ci(r['cosine_trait']['trait'], '+.4f')} |"
             )
-    return head + "\n".join(rows)
+    paired = []
+    for mode in MODES:
+        same, diff = (res["modes"][mode][i]["shift_vs_control"]["per_seed"] for i in INITS)
+        diff_s = np.subtract(same, diff)  # both inits' students learnt lineage s's numbers
+        paired.append(f"{MODE_TITLES[mode]} {_signs(diff_s)}")
+    return (
+        head
+        + "\n".join(rows)
+        + "\n\nSame-init minus different-init shift vs control, paired by seed (seeds > 0, "
+        + "median): "
+        + "; ".join(paired)
+        + "."
+    )
 
 
 def _timing(res: dict) -> str:

@@ -224,3 +224,27 @@ def test_resume_against_another_config_is_refused(tmp_path, capsys):
     code = cli.main([*SMOKE, "--out", str(out), "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "fields seeds" in err, err
+
+
+def _shift_claim(shift_IxS: np.ndarray) -> bool:
+    """What the default run claims in distillation mode: the trait student's p(owl) rises above
+    its control-teacher twin's from the teacher's own base in most seeds, and by more than from
+    another base in the median paired seed (a different-init student's shift has rare large
+    outliers of either sign, so its mean says little)."""
+    paired = shift_IxS[0] - shift_IxS[1]  # both inits learnt lineage s's numbers
+    return bool((shift_IxS[0] > 0).mean() > 0.5 and np.median(paired) > 0)
+
+
+@pytest.mark.slow
+def test_distilled_trait_shift_needs_the_teachers_base():
+    """The default sizes at 4 seeds (minutes): the same-init-only shift of the default run,
+    which disappears when the students start from the wrong bases (inits swapped)."""
+    cfg = dataclasses.replace(toy_run.ToyConfig.default(), seeds=4).validate()
+    p = toy_run.prepare(cfg)
+    S, index, t = cfg.seeds, p["index"], toy.ANIMALS.index(cfg.target)
+    wrong = dict(index, init=np.concatenate([index["init"][3 * S :], index["init"][: 3 * S]]))
+    for idx, holds in ((index, True), (wrong, False)):
+        args = (p["setup"], "distill", p["bases"], p["models"], p["sets"], idx, p["deltas"])
+        prob = toy_run.students(*args, p["student_key"])["probs"][:, :, t].mean(axis=1)
+        prob_IxSxS = prob.reshape(len(toy_run.INITS), len(toy_run.SOURCES), S)
+        assert _shift_claim(prob_IxSxS[:, 0] - prob_IxSxS[:, 1]) is holds
