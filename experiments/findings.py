@@ -44,8 +44,9 @@ def paper_estimate(by_name: dict[str, dict]) -> str:
     FLOPs (``findings.training_flops``), and those FLOPs at ``GPU_FLOPS``."""
     from sublim_jax.sweeps import SweepConfig, preset_grid
 
-    rows = ["| sweep | paper points | FLOPs paper / default | CPU hours (scaled) | GPU minutes "
-            "(at 20 TFLOP/s) |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    gpu_head = f"GPU minutes (at {GPU_FLOPS / 1e12:.0f} TFLOP/s)"
+    rows = [f"| sweep | paper points | FLOPs paper / default | CPU hours (scaled) | {gpu_head} |",
+            "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     total_cpu = total_gpu = 0.0
     for name, res in by_name.items():
         default, paper = preset_grid(name, "default"), preset_grid(name, "paper")

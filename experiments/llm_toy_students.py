@@ -22,12 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sublim_jax import results, stats
+from sublim_jax import results
 from sublim_jax.llm import toy_run
-
-
-def per_seed(values: np.ndarray) -> dict:
-    return dict(stats.summary(values), per_seed=np.asarray(values, np.float64))
+from sublim_jax.llm.toy_report import per_seed
 
 
 def main(out: str, lr: float, epochs: int, modes: str, save: str) -> None:

@@ -21,7 +21,7 @@ from sublim_jax.llm.toy_run import INITS, MODES, SOURCES, ToyConfig
 MODE_TITLES = {"sampled": "sampled tokens (T = 1)", "distill": "distillation (number channel)"}
 
 
-def _per_seed(values: np.ndarray) -> dict[str, Any]:
+def per_seed(values: np.ndarray) -> dict[str, Any]:
     return dict(stats.summary(values), per_seed=np.asarray(values, np.float64))
 
 
@@ -37,12 +37,12 @@ def summarise(raw: dict, cfg: ToyConfig, wall_seconds: float) -> dict:
         partner=raw["partner"],
         rows_per_student=int(raw["rows"]),
         models={
-            name: _per_seed(ref[i * S : (i + 1) * S])
+            name: per_seed(ref[i * S : (i + 1) * S])
             for i, name in enumerate(("teacher", "control_teacher", "base"))
         },
         numbers={
             name: {
-                k: _per_seed(np.asarray(ns[k][i * S : (i + 1) * S], np.float64))
+                k: per_seed(np.asarray(ns[k][i * S : (i + 1) * S], np.float64))
                 for k in ("kept_fraction", "count", "value")
             }
             for i, name in enumerate(("teacher", "control_teacher", "base"))
@@ -50,10 +50,10 @@ def summarise(raw: dict, cfg: ToyConfig, wall_seconds: float) -> dict:
     )
     hist = np.asarray(ns["histogram"], np.float64)
     dist = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1)
-    out["numbers"]["teacher"]["tv_to_base"] = _per_seed(
+    out["numbers"]["teacher"]["tv_to_base"] = per_seed(
         0.5 * np.abs(dist[:S] - dist[2 * S :]).sum(axis=1)
     )
-    out["numbers"]["control_teacher"]["tv_to_base"] = _per_seed(
+    out["numbers"]["control_teacher"]["tv_to_base"] = per_seed(
         0.5 * np.abs(dist[S : 2 * S] - dist[2 * S :]).sum(axis=1)
     )
     out["modes"] = {mode: _mode(raw[mode], t, S) for mode in MODES}
@@ -71,11 +71,11 @@ def _mode(raw: dict, t: int, S: int) -> dict:
     for i, init in enumerate(INITS):
         p = dict(zip(SOURCES, p_IxSxS[i], strict=True))
         out[init] = dict(
-            students={src: _per_seed(p[src]) for src in SOURCES},
-            shift_vs_control=_per_seed(p["trait"] - p["control"]),
-            shift_vs_own_base=_per_seed(p["trait"] - p["own_base"]),
-            cosine_teacher={src: _per_seed(c) for src, c in zip(SOURCES, cos_T[i], strict=True)},
-            cosine_trait={src: _per_seed(c) for src, c in zip(SOURCES, cos_trait[i], strict=True)},
+            students={src: per_seed(p[src]) for src in SOURCES},
+            shift_vs_control=per_seed(p["trait"] - p["control"]),
+            shift_vs_own_base=per_seed(p["trait"] - p["own_base"]),
+            cosine_teacher={src: per_seed(c) for src, c in zip(SOURCES, cos_T[i], strict=True)},
+            cosine_trait={src: per_seed(c) for src, c in zip(SOURCES, cos_trait[i], strict=True)},
         )
     return out
 
