@@ -13,14 +13,16 @@ logits, so it belongs to the prefill), and the rate counts those ``N - 1`` per r
         --batches 1,64,256 --prompt-len 128 --new-tokens 128 --train --train-len 512 --out F.json
 
 The second line is the 7B-shaped GPU measurement (issue 10: decode >= 50% of the bandwidth
-roofline at batch >= 64; the LoRA step's time and peak device memory); no GPU was available
-when it was written, so its figures are still to be recorded. Weights are random (throughput
+roofline at batch >= 64; the LoRA step's time and peak device memory); `gpu.sh` runs it with the
+other GPU figures, and `results/llm_decode_7b_h200.json` holds one H200's (batch 64: 0.61 of the
+roofline). Weights are random (throughput
 does not depend on them). Large batches on a CPU are compute-bound, so a second column compares
 with ``max(bytes / bandwidth, flops / matmul peak)``, the peak being a jitted square matmul in
 the run's dtype measured in the same run. The CPU run takes about 6 minutes on 2 cores.
 """
 
 import argparse
+import functools
 import json
 import time
 
@@ -34,18 +36,26 @@ from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder
 
 
-def bandwidth_gbs(nbytes: int = 1 << 30) -> float:
-    """Best-of-5 read bandwidth of a jitted sum over ``nbytes`` of float32."""
+def bandwidth_gbs(nbytes: int | None = None) -> float:
+    """Best-of-5 memory bandwidth over ``nbytes`` of float32 (1 GiB on CPU, 4 GiB on an
+    accelerator): the faster of a jitted sum (bytes read) and a jitted ``x * 2`` (bytes read and
+    written), so that the roofline is not set by one slow kernel."""
+    nbytes = nbytes or (1 << 30 if jax.default_backend() == "cpu" else 1 << 32)
     x = jnp.ones((nbytes // 4,), jnp.float32)
-    total = jax.jit(jnp.sum)
-    total(x).block_until_ready()
-    best = min(_timed(lambda: total(x).block_until_ready()) for _ in range(5))
-    return nbytes / best / 1e9
+    best = 0.0
+    for fn, moved in ((jnp.sum, nbytes), (lambda a: a * 2, 2 * nbytes)):
+        run = functools.partial(lambda f: f(x).block_until_ready(), jax.jit(fn))
+        run()
+        seconds = min(_timed(run) for _ in range(5))
+        best = max(best, moved / seconds / 1e9)
+    return best
 
 
-def matmul_gflops(dtype, n: int = 2048) -> float:
-    """Best-of-5 throughput of a jitted ``n x n`` matmul in ``dtype``."""
-    a = jnp.ones((n, n), dtype)
+def matmul_gflops(dtype, n: int | None = None) -> float:
+    """Best-of-5 throughput of a jitted ``n x n`` matmul in ``dtype`` (n 2048 on CPU, 8192 on an
+    accelerator, where 2048 is too small to reach the peak)."""
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     mm = jax.jit(jnp.matmul)
     mm(a, a).block_until_ready()
     best = min(_timed(lambda: mm(a, a).block_until_ready()) for _ in range(5))
@@ -80,7 +90,9 @@ def step_bytes(model: Decoder, batch: int) -> int:
     return total - embed.nbytes + rows * cfg.hidden_size * embed.dtype.itemsize
 
 
-def decode_rate(model: Decoder, batch: int, prompt_len: int, new_tokens: int) -> tuple[float, int]:
+def decode_rate(
+    model: Decoder, batch: int, prompt_len: int, new_tokens: int, hlo: str | None = None
+) -> tuple[float, int]:
     """Tokens per second of the decode loop's ``new_tokens - 1`` forward passes per row
     (compiled ahead; the prefill, which yields the first token, excluded)."""
     cfg = model.cfg
@@ -95,6 +107,9 @@ def decode_rate(model: Decoder, batch: int, prompt_len: int, new_tokens: int) ->
     keys = jax.random.split(jax.random.key(2), batch)
     args = (state, logits, cache, pos, kv_valid, keys)
     compiled = sampling.decode.lower(graphdef, *args, cfg=scfg).compile()
+    if hlo:  # the optimised program, to see what the loop body does
+        with open(hlo, "w") as fh:
+            fh.write(compiled.as_text())
     cache_bytes = sum(x.nbytes for x in jax.tree.leaves(cache))
     start = time.perf_counter()
     samples, _ = compiled(*args)
@@ -103,7 +118,8 @@ def decode_rate(model: Decoder, batch: int, prompt_len: int, new_tokens: int) ->
 
 
 def lora_step_seconds(model: Decoder, batch: int, length: int) -> float:
-    """Wall seconds of one compiled LoRA ``train_step`` (r 8 on all seven projections)."""
+    """Wall seconds of one compiled LoRA ``train_step`` (r 8 on all seven projections; the loss
+    and the vocabulary head on the second half of each row, as ``llm_speed.py`` times it)."""
     tcfg = training.TrainConfig(warmup_steps=0)
     training.add_lora(model, tcfg, key=jax.random.key(3))
     optimizer = training.make_optimizer(tcfg)
@@ -111,10 +127,11 @@ def lora_step_seconds(model: Decoder, batch: int, length: int) -> float:
     rng = np.random.default_rng(0)
     prompts = rng.integers(0, model.cfg.vocab_size, (batch, length // 2)).tolist()
     batch_ = sampling.pack(prompts, prompts, length=length)
-    state, metrics = training.train_step(graphdef, optimizer, state, frozen, batch_)
+    scored = sampling.scored_columns(np.asarray(batch_.target))  # the completion half, as trained
+    state, metrics = training.train_step(graphdef, optimizer, state, frozen, batch_, scored)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
-    state, metrics = training.train_step(graphdef, optimizer, state, frozen, batch_)
+    state, metrics = training.train_step(graphdef, optimizer, state, frozen, batch_, scored)
     jax.block_until_ready(metrics)
     return time.perf_counter() - start
 
@@ -136,6 +153,9 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-len", type=int, default=256)
     parser.add_argument("--out", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--hlo", metavar="FILE", help="write the last batch's optimised decode program (text)"
+    )
     args = parser.parse_args()
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2 (the first token comes from the prefill)")
@@ -145,7 +165,8 @@ def main() -> None:
     weight_bytes = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model)))
     bw, peak = bandwidth_gbs(), matmul_gflops(dtype)
     device = jax.devices()[0].device_kind
-    report = dict(vars(args), device=device, bandwidth_gbs=bw, matmul_gflops=peak, decode=[])
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "hlo")}  # no paths
+    report = dict(settings, device=device, bandwidth_gbs=bw, matmul_gflops=peak, decode=[])
     print(f"device={device} preset={args.preset} dtype={args.dtype}")
     print(
         f"weights={weight_bytes / 1e9:.3f} GB  bandwidth={bw:.1f} GB/s  "
@@ -153,7 +174,7 @@ def main() -> None:
     )
     print("batch  tokens/s  bandwidth roofline  fraction  bw+compute roofline  fraction  KV GB")
     for batch in map(int, args.batches.split(",")):
-        rate, cache_bytes = decode_rate(model, batch, args.prompt_len, args.new_tokens)
+        rate, cache_bytes = decode_rate(model, batch, args.prompt_len, args.new_tokens, args.hlo)
         memory_s = (step_bytes(model, batch) + cache_bytes) / (bw * 1e9)
         compute_s = step_flops(cfg, batch, args.prompt_len + args.new_tokens) / (peak * 1e9)
         roof, both = batch / memory_s, batch / max(memory_s, compute_s)

@@ -8,6 +8,11 @@ student learns MNIST after five epochs?
     uv run sublim-jax sweep all --out experiments/results/sweeps      # every sweep, default preset
     uv run python experiments/findings.py experiments/results/sweeps  # seconds
 
+Paper-preset runs (a GPU's work) are read from ``--paper-root`` (``results/sweeps_paper/NAME``,
+any subset of the sweeps): their tables fill the ``paper-NAME`` blocks, and their measured
+times replace the estimate in the paper table, whose other rows are scaled at the FLOP rate
+those runs reached.
+
 Reads ``DIR/NAME/results.json`` for every sweep, writes ``DIR/across/results.json`` (one row per
 point and init, Spearman's ρ with a bootstrap CI) and ``DIR/across/across.{pdf,png}``, and
 rewrites only the generated blocks of ``experiments/FINDINGS.md`` (its prose is written by hand
@@ -24,27 +29,35 @@ HERE = Path(__file__).resolve().parent
 FINDINGS_MD = HERE / "FINDINGS.md"
 
 
-def load_sweeps(root: Path) -> dict[str, dict]:
+def load_sweeps(root: Path, required: bool = True) -> dict[str, dict]:
     """Every sweep's results under ``root``, by sweep name, in name order."""
     out = {}
     for path in sorted(root.glob("*/results.json")):
         res = results.read_json(path)
         if "sweep" in res:
             out[res["sweep"]] = res
-    if not out:
+    if not out and required:
         raise SystemExit(f"no sweep results under {root}: run `sublim-jax sweep all --out {root}`")
     return out
 
 
-GPU_FLOPS = 20e12  # assumed sustained fp32 rate on one H100 (a third of its 67 TFLOP/s peak)
+GPU_FLOPS = 20e12  # assumed sustained fp32 rate on one H100 when no paper run was measured
 
 
-def paper_estimate(by_name: dict[str, dict]) -> str:
-    """The paper preset's expected time: each sweep's measured minutes scaled by its training
-    FLOPs (``findings.training_flops``), and those FLOPs at ``GPU_FLOPS``."""
+def paper_estimate(by_name: dict[str, dict], measured: dict[str, dict]) -> str:
+    """The paper preset's time: each sweep's default-preset minutes scaled by its training FLOPs
+    (``findings.training_flops``) for the CPU; for the GPU the ``measured`` paper runs' own
+    minutes, and the others' FLOPs at the rate the measured ones reached (``GPU_FLOPS`` if none)."""
     from sublim_jax.sweeps import SweepConfig, preset_grid
 
-    gpu_head = f"GPU minutes (at {GPU_FLOPS / 1e12:.0f} TFLOP/s)"
+    def paper_flops(name: str) -> float:
+        return findings.training_flops(SweepConfig.paper(), preset_grid(name, "paper"))
+
+    labels = {n: [p.label for p in preset_grid(n, "paper")] for n in measured}
+    done = {n: r["wall_seconds"] for n, r in measured.items() if r["grid"] == labels[n]}
+    rate = sum(map(paper_flops, done)) / sum(done.values()) if done else GPU_FLOPS
+    source = "measured rate" if done else "assumed rate"
+    gpu_head = f"GPU minutes (measured, else at the {source} of {rate / 1e12:.0f} TFLOP/s)"
     rows = [f"| sweep | paper points | FLOPs paper / default | CPU hours (scaled) | {gpu_head} |",
             "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     total_cpu = total_gpu = 0.0
@@ -53,11 +66,13 @@ def paper_estimate(by_name: dict[str, dict]) -> str:
         if [p.label for p in default] != res["grid"]:
             rows.append(f"| {name} | (this run's grid is not the default preset's) | | | |")
             continue
-        flops = findings.training_flops(SweepConfig.paper(), paper)
+        flops = paper_flops(name)
         ratio = flops / findings.training_flops(SweepConfig.default(), default)
-        cpu, gpu = res["wall_seconds"] * ratio / 3600, flops / GPU_FLOPS / 60
+        cpu = res["wall_seconds"] * ratio / 3600
+        gpu = done[name] / 60 if name in done else flops / rate / 60
         total_cpu, total_gpu = total_cpu + cpu, total_gpu + gpu
-        rows.append(f"| {name} | {len(paper)} | {ratio:.1f} | {cpu:.1f} | {gpu:.1f} |")
+        shown = f"**{gpu:.1f}** (measured)" if name in done else f"{gpu:.1f}"
+        rows.append(f"| {name} | {len(paper)} | {ratio:.1f} | {cpu:.1f} | {shown} |")
     rows.append(f"| **all** | | | **{total_cpu:.0f}** | **{total_gpu:.0f}** |")
     return "\n".join(rows)
 
@@ -70,7 +85,7 @@ def table(res: dict) -> str:
     return text + "\n" + defence_table(res) if "defence" in res["points"][0] else text
 
 
-def blocks(by_name: dict[str, dict], across: dict) -> dict[str, str]:
+def blocks(by_name: dict[str, dict], across: dict, measured: dict[str, dict]) -> dict[str, str]:
     minutes = {name: res["wall_seconds"] / 60 for name, res in by_name.items()}
     timing = ["| sweep | points | seeds | minutes |", "| --- | ---: | ---: | ---: |"]
     for name, res in by_name.items():
@@ -82,20 +97,27 @@ def blocks(by_name: dict[str, dict], across: dict) -> dict[str, str]:
         **{name: table(res) for name, res in by_name.items()},
         "across": findings.correlation_text(across),
         "timing": "\n".join(timing),
-        "paper": paper_estimate(by_name),
+        "paper": paper_estimate(by_name, measured),
+        **{f"paper-{name}": table(res) for name, res in measured.items()},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", nargs="?", default=str(HERE / "results" / "sweeps"))
+    parser.add_argument(
+        "--paper-root",
+        default=str(HERE / "results" / "sweeps_paper"),
+        help="paper-preset sweep runs (any subset; their times are measured, not estimated)",
+    )
     parser.add_argument("--findings", default=str(FINDINGS_MD), help="the Markdown to update")
     parser.add_argument("--check", action="store_true", help="exit 1 if FINDINGS.md is stale")
     args = parser.parse_args(argv)
     root, md = Path(args.root), Path(args.findings)
     by_name = load_sweeps(root)
+    measured = load_sweeps(Path(args.paper_root), required=False)
     across = findings.across(by_name.values())
-    text, missing = findings.fill(md.read_text(), blocks(by_name, across))
+    text, missing = findings.fill(md.read_text(), blocks(by_name, across, measured))
     if args.check:
         stale = text != md.read_text()
         print(f"{md.name} is {'out of date' if stale else 'up to date'}")

@@ -83,8 +83,10 @@ def versions() -> dict:
     """Software and hardware the numbers came from."""
     import jax
 
-    packages = ("sublim-jax", "jax", "jaxlib", "flax", "optax", "numpy")
-    found = {}
+    import sublim_jax
+
+    packages = ("jax", "jaxlib", "flax", "optax", "numpy")
+    found = {"sublim-jax": sublim_jax.__version__}
     for name in packages:
         try:
             found[name] = metadata.version(name)
@@ -95,6 +97,7 @@ def versions() -> dict:
         "platform": platform.platform(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
         **found,
     }
 

@@ -48,4 +48,26 @@ def test_versions_name_the_stack():
     v = results.versions()
     assert v["jax"] and v["numpy"]
     assert isinstance(v["backend"], str) and v["backend"]
+    assert isinstance(v["device_kind"], str) and v["device_kind"]
     assert v["backend"] == jax.default_backend()
+
+
+def test_version_from_a_source_checkout_matches_the_installed_one():
+    # the GPU machine runs from source (PYTHONPATH=.) with no package metadata to read; -S keeps
+    # site-packages (and so the installed metadata) out of the child's reach
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    import sublim_jax
+
+    installed = metadata.version("sublim-jax")
+    assert results.versions()["sublim-jax"] == installed
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", "import sublim_jax; print(sublim_jax.__version__)"],
+        cwd=Path(sublim_jax.__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == installed
