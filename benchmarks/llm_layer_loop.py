@@ -58,6 +58,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ways", nargs="?", default="scan,unrolled,list")
     ways = parser.parse_args().ways.split(",")
+    if unknown := set(ways) - {"scan", "unrolled", "list"}:
+        parser.error(f"unknown loops {sorted(unknown)}; choose from scan, unrolled, list")
     L, D, F = (28, 3584, 18944) if jax.default_backend() != "cpu" else (4, 256, 512)
     ks = jax.random.split(jax.random.key(0), 3)
     G, U = (jax.random.normal(k, (L, D, F), jnp.bfloat16) * 0.01 for k in ks[:2])
