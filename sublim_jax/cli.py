@@ -91,6 +91,32 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
         raise UsageError(str(err)) from err
 
 
+def command_line(
+    prefix: str,
+    cls: type,
+    cfg: Any,
+    preset: str | None = None,
+    presets=("smoke", "default", "paper"),
+) -> str:
+    """``prefix --preset P`` and a flag for every field of ``cfg`` that differs from preset
+    ``P`` (``preset`` or, when None, the preset needing the fewest flags): the command that
+    rebuilds ``cfg``, for the summaries a run writes."""
+
+    def changed(name: str) -> list[dataclasses.Field]:
+        base = getattr(cls, name)()
+        return [f for f in dataclasses.fields(cls) if getattr(cfg, f.name) != getattr(base, f.name)]
+
+    preset = preset or min((n for n in presets if hasattr(cls, n)), key=lambda n: len(changed(n)))
+    parts = [prefix, "--preset", preset]
+    for f in changed(preset):
+        value = getattr(cfg, f.name)
+        if isinstance(value, bool):
+            parts.append(_flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            parts += [_flag(f.name), str(value)]
+    return " ".join(parts)
+
+
 def load_images(dataset: str, data_dir: str | None):
     """The chosen dataset (verified when known) as float32 in [−1, 1], flattened to 784 pixels."""
     ds = data.load(dataset, data_dir, progress=lambda m: print(m, file=sys.stderr))
@@ -311,7 +337,8 @@ def _input_images(args, points, ds: data.Dataset, n_noise: int) -> tuple[dict, d
 
 
 def run_plot(args: argparse.Namespace) -> Path:
-    """Redraw a finished run's figure (and print its table) from ``DIR/results.json``."""
+    """Redraw a finished run's figure (and print its table; a toy run's ``summary.md`` too)
+    from ``DIR/results.json``."""
     from . import figures
 
     out = Path(args.dir)
@@ -339,7 +366,10 @@ def run_plot(args: argparse.Namespace) -> Path:
     elif res.get("kind") == "llm":
         paths = figures.preference_figure(res, out)
     elif res.get("kind") == "llm_toy":
-        paths = figures.toy_figure(res, out)
+        from .llm import toy_report
+
+        cfg = toy_report.config_of(out)
+        paths = [*figures.toy_figure(res, out), toy_report.write_summary(out, res, cfg)]
     else:
         raise UsageError(f"{path} holds neither `mnist`, `theorem`, `sweep` nor `llm` results")
     print("wrote " + ", ".join(str(p) for p in paths))

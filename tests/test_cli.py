@@ -1,11 +1,13 @@
 """The command line as a user meets it: dataset identity, redrawing figures, help texts, no
 hidden global state, and no machine paths in committed results."""
 
+import argparse
 import dataclasses
 import gzip
 import hashlib
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from sublim_jax import cli, data, figures, single_step
+from sublim_jax import cli, data, figures, single_step, sweeps
+from sublim_jax.llm import toy_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [  # a seconds-long mnist run: only the plumbing is under test here
@@ -178,3 +181,55 @@ def test_committed_results_hold_no_machine_path(folder):
     for path in files:
         for text in _text_of(path):
             assert not MACHINE_PATH.search(text), f"{path.relative_to(ROOT)}: {text!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flags:
+    """A config with booleans, which the command line writes as bare ``--x`` / ``--no-x``."""
+
+    on: bool = True
+    off: bool = False
+    n: int = 1
+
+    @classmethod
+    def default(cls) -> "_Flags":
+        return cls()
+
+    @classmethod
+    def paper(cls) -> "_Flags":
+        return cls(on=False, off=True, n=5)
+
+    def validate(self) -> "_Flags":
+        return self
+
+
+@pytest.mark.parametrize(
+    "cfg, preset",
+    [
+        (toy_run.ToyConfig.paper(), "paper"),
+        (dataclasses.replace(toy_run.ToyConfig.paper(), seeds=3, student_lr=3e-4), "paper"),
+        (dataclasses.replace(toy_run.ToyConfig(), gen_batch=128, target="cat"), "default"),
+        (dataclasses.replace(sweeps.SweepConfig.smoke(), seeds=7, lr=3e-4), "smoke"),
+        (_Flags(on=False), "default"),
+        (_Flags(off=True), "default"),
+        (_Flags(on=False, n=5), "paper"),
+    ],
+)
+def test_command_line_rebuilds_the_config_from_the_nearest_preset(cfg, preset):
+    """The command a summary prints parses back to the run's config, from the preset that
+    needs the fewest flags."""
+    cmd = cli.command_line("uv run sublim-jax x", type(cfg), cfg)
+    argv = shlex.split(cmd)[4:]
+    assert argv[:2] == ["--preset", preset]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset")
+    cli.add_config_flags(parser, type(cfg), preset)
+    assert cli.config_from_args(type(cfg), parser.parse_args(argv)) == cfg
+    base = getattr(type(cfg), preset)()
+    changed = {
+        cli._flag(f.name)
+        for f in dataclasses.fields(cfg)
+        if getattr(cfg, f.name) != getattr(base, f.name)
+    }
+    flags = {a.replace("--no-", "--") for a in argv[2:] if a.startswith("--")}
+    assert flags == changed  # no flag it does not need

@@ -131,7 +131,9 @@ def _timing(res: dict) -> str:
     if not stages:
         return f"this call {res['timings']['wall'] / 60:.1f} min, its stages read from --out"
     parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in stages.items())
-    return f"minutes per stage: {parts}; total {sum(stages.values()) / 60:.1f}"
+    versions = res.get("versions", {})
+    where = f" on {versions['device_kind']}" if versions.get("backend", "cpu") != "cpu" else ""
+    return f"minutes per stage{where}: {parts}; total {sum(stages.values()) / 60:.1f}"
 
 
 def markdown(res: dict, command: str) -> str:
@@ -185,12 +187,26 @@ def run_command(args: argparse.Namespace) -> Path:
         raise ToyDataError(str(err)) from err
     res = summarise(raw, cfg, time.perf_counter() - start)
     results.write_json(out / "results.json", res)
-    command = f"uv run sublim-jax llm toy --preset {args.preset}"
-    results.write_text(out / "summary.md", markdown(res, command))
+    write_summary(out, res, cfg, args.preset)
     paths = figures.toy_figure(res, out)
     print(table(res))
     print("wrote " + ", ".join(str(p) for p in [out / "results.json", out / "summary.md", *paths]))
     return out
+
+
+def write_summary(out: Path, res: dict, cfg: ToyConfig, preset: str | None = None) -> Path:
+    """``summary.md``: the command that rebuilds ``cfg`` (from ``preset``, or from the preset
+    nearest to it) and the README section of ``res``."""
+    command = cli.command_line("uv run sublim-jax llm toy", ToyConfig, cfg, preset)
+    return results.write_text(out / "summary.md", markdown(res, command))
+
+
+def config_of(out: Path) -> ToyConfig:
+    """The ``ToyConfig`` a finished run's ``config.json`` records."""
+    try:
+        return ToyConfig(**results.read_json(out / "config.json")["config"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise cli.UsageError(f"{out / 'config.json'} does not hold a toy config ({err})") from err
 
 
 class ToyDataError(data.DataError):

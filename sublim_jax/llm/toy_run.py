@@ -57,7 +57,7 @@ class ToyConfig:
     rows: int = field(0, "rows per student (0: the smallest kept count of all sets)")
     student_epochs: int = field(10, "passes over each student's rows (at 3 no shift shows)")
     student_lr: float = 1e-3
-    gen_batch: int = field(512, "prompts per generation call")
+    gen_batch: int = field(512, "prompts per generation call (memory: seeds × 3 KV caches each)")
     chunk: int = field(50, "training steps per compiled call")
     seed: int = 0
 

@@ -154,9 +154,13 @@ def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
     assert {"llm_toy.pdf", "llm_toy.png", "summary.md", "config.json"} <= {
         p.name for p in out.iterdir()
     }
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("`uv run sublim-jax llm toy --preset smoke` (2 seeds")
     (out / "llm_toy.png").unlink()
-    assert cli.main(["plot", str(out)]) == 0  # redrawn from results.json alone
+    (out / "summary.md").unlink()
+    assert cli.main(["plot", str(out)]) == 0  # redrawn from results.json and config.json
     assert (out / "llm_toy.png").stat().st_size > 0
+    assert (out / "summary.md").read_text() == summary
     capsys.readouterr()
     (out / "results.json").unlink()
     assert cli.main([*SMOKE, "--out", str(out), "--resume"]) == 0  # every stage from chunks
