@@ -9,6 +9,7 @@ seeds (``stats.summary``).
 
 import argparse
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,64 @@ def markdown(res: dict, command: str) -> str:
         table(res),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _where(res: dict) -> str:
+    v = res.get("versions", {})
+    return "CPU" if v.get("backend", "cpu") == "cpu" else v.get("device_kind", v["backend"])
+
+
+def runs_table(runs: Mapping[str, tuple[dict, ToyConfig]]) -> str:
+    """Markdown: one row per finished run (folder name → results and config), its flags beyond
+    the nearest preset, size, time and where, and the shift vs the control-teacher student
+    (mean, 95% CI, seeds > 0) per mode and init."""
+    head = (
+        "| run | config | rows, student steps | minutes (where) "
+        "| distilled, same init | different | sampled, same init | different |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    rows = []
+    for name, (res, cfg) in runs.items():
+        config = cli.command_line("", ToyConfig, cfg).strip().replace("--preset ", "")
+        stages = sum(v for k, v in res["timings"].items() if k != "wall") / 60
+        cells = []
+        for mode in ("distill", "sampled"):
+            for init in INITS:
+                shift = res["modes"][mode][init]["shift_vs_control"]
+                n = np.asarray(shift["per_seed"])
+                cells.append(f"{_ci(shift)} ({int((n > 0).sum())}/{n.size})")
+        rows.append(
+            f"| `{name}` | `{config}` ({res['seeds']} seeds) | {res['rows_per_student']}, "
+            f"{res['modes']['sampled']['steps']} | {stages:.1f} ({_where(res)}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return head + "\n".join(rows)
+
+
+def load_runs(root: Path, prefix: str = "llm_toy") -> dict[str, tuple[dict, ToyConfig]]:
+    """Every finished toy run ``root/prefix*`` (results and config): CPU runs first, by name,
+    then accelerator runs by seeds (most first)."""
+    runs = {}
+    for path in sorted(root.glob(f"{prefix}*/results.json")):
+        res = results.read_json(path)
+        if res.get("kind") == "llm_toy":
+            runs[path.parent.name] = (res, config_of(path.parent))
+
+    def order(item: tuple[str, tuple[dict, ToyConfig]]) -> tuple:
+        res = item[1][0]
+        return (0, 0) if _where(res) == "CPU" else (1, -res["seeds"])
+
+    return dict(sorted(runs.items(), key=order))  # stable: by name within a group
+
+
+def readme_blocks(root: Path) -> dict[str, str]:
+    """README's generated blocks: ``toy-default`` (the default run's ``summary.md``) and
+    ``toy-runs`` (every committed run, ``runs_table``)."""
+    return {
+        "toy-default": (root / "llm_toy" / "summary.md").read_text(),
+        "toy-runs": runs_table(load_runs(root)),
+    }
 
 
 PRESETS = ("smoke", "default", "paper")

@@ -2,6 +2,7 @@
 distillation, vmapped training, the student pairing, and the smoke preset end to end."""
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +13,8 @@ pytest.importorskip("tokenizers")
 
 from flax import nnx
 
-from sublim_jax import cli, results
-from sublim_jax.llm import evaluate, toy, toy_run
+from sublim_jax import cli, findings, results
+from sublim_jax.llm import evaluate, toy, toy_report, toy_run
 from sublim_jax.llm.modeling import Decoder
 
 RTOL = 1e-5
@@ -252,3 +253,12 @@ def test_distilled_trait_shift_needs_the_teachers_base():
         prob = toy_run.students(*args, p["student_key"])["probs"][:, :, t].mean(axis=1)
         prob_IxSxS = prob.reshape(len(toy_run.INITS), len(toy_run.SOURCES), S)
         assert _shift_claim(prob_IxSxS[:, 0] - prob_IxSxS[:, 1]) is holds
+
+
+def test_readme_toy_blocks_are_generated_from_the_committed_results():
+    """README's default-run text and its table of every run are what the results say."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text()
+    assert all(f"<!-- BEGIN generated: {name} -->" in text for name in ("toy-default", "toy-runs"))
+    new, _ = findings.fill(text, toy_report.readme_blocks(root / "experiments" / "results"))
+    assert new == text, "run `uv run python experiments/llm_toy_readme.py`"
