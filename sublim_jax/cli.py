@@ -96,7 +96,7 @@ def command_line(
     cls: type,
     cfg: Any,
     preset: str | None = None,
-    presets=("smoke", "default", "paper"),
+    presets: tuple[str, ...] = ("smoke", "default", "paper"),
 ) -> str:
     """``prefix --preset P`` and a flag for every field of ``cfg`` that differs from preset
     ``P`` (``preset`` or, when None, the preset needing the fewest flags): the command that

@@ -132,8 +132,7 @@ def _timing(res: dict) -> str:
     if not stages:
         return f"this call {res['timings']['wall'] / 60:.1f} min, its stages read from --out"
     parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in stages.items())
-    versions = res.get("versions", {})
-    where = f" on {versions['device_kind']}" if versions.get("backend", "cpu") != "cpu" else ""
+    where = "" if _where(res) == "CPU" else f" on {_where(res)}"
     return f"minutes per stage{where}: {parts}; total {sum(stages.values()) / 60:.1f}"
 
 

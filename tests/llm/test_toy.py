@@ -162,6 +162,13 @@ def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
     assert cli.main(["plot", str(out)]) == 0  # redrawn from results.json and config.json
     assert (out / "llm_toy.png").stat().st_size > 0
     assert (out / "summary.md").read_text() == summary
+    alone = out.parent / "results_only"  # a toy run's summary needs its config: one line
+    alone.mkdir()
+    (alone / "results.json").write_bytes((out / "results.json").read_bytes())
+    capsys.readouterr()
+    assert cli.main(["plot", str(alone)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert "config.json does not hold a toy config" in err and "\n" not in err
     capsys.readouterr()
     (out / "results.json").unlink()
     assert cli.main([*SMOKE, "--out", str(out), "--resume"]) == 0  # every stage from chunks
