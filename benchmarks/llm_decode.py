@@ -18,7 +18,8 @@ other GPU figures, and `results/llm_decode_7b_h200.json` holds one H200's (batch
 roofline). Weights are random (throughput
 does not depend on them). Large batches on a CPU are compute-bound, so a second column compares
 with ``max(bytes / bandwidth, flops / matmul peak)``, the peak being a jitted square matmul in
-the run's dtype measured in the same run. The CPU run takes about 6 minutes on 2 cores.
+the run's dtype measured in the same run; each batch also reports the prefill's seconds and FLOP
+rate (compiled ahead, like the loop). The CPU run takes about 6 minutes on 2 cores.
 """
 
 import argparse
@@ -62,12 +63,14 @@ def matmul_gflops(dtype, n: int | None = None) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def step_flops(cfg: DecoderConfig, batch: int, slots: int) -> float:
-    """Matmul FLOPs of one decode step: weights (incl. the lm head) and attention over the cache."""
+def step_flops(cfg: DecoderConfig, batch: int, slots: int, tokens: int = 1) -> float:
+    """Matmul FLOPs of a forward pass of ``tokens`` per row through the cache: weights and
+    attention over the ``slots`` for every token, the lm head for the last one (a decode step:
+    ``tokens=1``; the prefill: the prompt length)."""
     D, F, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
     NH, KH = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-    per_token = L * (D * (2 * NH + 2 * KH) + 3 * D * F + 2 * slots * NH) + D * cfg.vocab_size
-    return 2.0 * batch * per_token
+    per_token = L * (D * (2 * NH + 2 * KH) + 3 * D * F + 2 * slots * NH)
+    return 2.0 * batch * (tokens * per_token + D * cfg.vocab_size)
 
 
 def _timed(fn) -> float:
@@ -92,9 +95,10 @@ def step_bytes(model: Decoder, batch: int) -> int:
 
 def decode_rate(
     model: Decoder, batch: int, prompt_len: int, new_tokens: int, hlo: str | None = None
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Tokens per second of the decode loop's ``new_tokens - 1`` forward passes per row
-    (compiled ahead; the prefill, which yields the first token, excluded)."""
+    (compiled ahead; the prefill, which yields the first token, excluded), the cache's bytes,
+    and the seconds of the prefill (compiled ahead too)."""
     cfg = model.cfg
     tokens = jax.random.randint(
         jax.random.key(1), (batch, prompt_len), 0, cfg.vocab_size, jnp.int32
@@ -103,7 +107,10 @@ def decode_rate(
     scfg = sampling.SampleConfig(max_new_tokens=new_tokens, temperature=1.0)
     graphdef, state = nnx.split(model)
     cache = sampling.new_cache(model, batch, prompt_len + new_tokens)
-    logits, cache, pos, kv_valid = sampling.prefill(graphdef, state, tokens, valid, cache)
+    prefill = sampling.prefill.lower(graphdef, state, tokens, valid, cache).compile()
+    start = time.perf_counter()
+    logits, cache, pos, kv_valid = jax.block_until_ready(prefill(state, tokens, valid, cache))
+    prefill_s = time.perf_counter() - start
     keys = jax.random.split(jax.random.key(2), batch)
     args = (state, logits, cache, pos, kv_valid, keys)
     compiled = sampling.decode.lower(graphdef, *args, cfg=scfg).compile()
@@ -114,7 +121,7 @@ def decode_rate(
     start = time.perf_counter()
     samples, _ = compiled(*args)
     samples.tokens.block_until_ready()
-    return batch * (new_tokens - 1) / (time.perf_counter() - start), cache_bytes
+    return batch * (new_tokens - 1) / (time.perf_counter() - start), cache_bytes, prefill_s
 
 
 def lora_step_seconds(model: Decoder, batch: int, length: int) -> float:
@@ -172,19 +179,29 @@ def main() -> None:
         f"weights={weight_bytes / 1e9:.3f} GB  bandwidth={bw:.1f} GB/s  "
         f"matmul ({args.dtype})={peak:.1f} GFLOP/s"
     )
-    print("batch  tokens/s  bandwidth roofline  fraction  bw+compute roofline  fraction  KV GB")
+    print(
+        "batch  tokens/s  bandwidth roofline  fraction  bw+compute roofline  fraction  KV GB  "
+        "prefill s  prefill GFLOP/s"
+    )
+    slots = args.prompt_len + args.new_tokens
     for batch in map(int, args.batches.split(",")):
-        rate, cache_bytes = decode_rate(model, batch, args.prompt_len, args.new_tokens, args.hlo)
+        rate, cache_bytes, prefill_s = decode_rate(
+            model, batch, args.prompt_len, args.new_tokens, args.hlo
+        )
         memory_s = (step_bytes(model, batch) + cache_bytes) / (bw * 1e9)
-        compute_s = step_flops(cfg, batch, args.prompt_len + args.new_tokens) / (peak * 1e9)
+        compute_s = step_flops(cfg, batch, slots) / (peak * 1e9)
         roof, both = batch / memory_s, batch / max(memory_s, compute_s)
+        prefill_gflops = step_flops(cfg, batch, slots, args.prompt_len) / prefill_s / 1e9
         print(
             f"{batch:5d}  {rate:8.1f}  {roof:18.1f}  {rate / roof:8.3f}  {both:19.1f}  "
-            f"{rate / both:8.3f}  {cache_bytes / 1e9:.3f}"
+            f"{rate / both:8.3f}  {cache_bytes / 1e9:.3f}  {prefill_s:9.3f}  {prefill_gflops:15.1f}"
         )
         report["decode"].append(
-            dict(batch=batch, tokens_s=rate, roofline=roof, bw_compute_roofline=both)
-        )
+            dict(
+                batch=batch, tokens_s=rate, roofline=roof, bw_compute_roofline=both,
+                prefill_s=prefill_s, prefill_gflops=prefill_gflops,
+            )
+        )  # fmt: skip
     if args.train:
         seconds = lora_step_seconds(model, args.train_batch, args.train_len)
         memory = peak_memory_gb()
