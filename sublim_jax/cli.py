@@ -91,13 +91,7 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
         raise UsageError(str(err)) from err
 
 
-def command_line(
-    prefix: str,
-    cls: type,
-    cfg: Any,
-    preset: str | None = None,
-    presets: tuple[str, ...] = ("smoke", "default", "paper"),
-) -> str:
+def command_line(prefix: str, cls: type, cfg: Any, preset: str | None = None) -> str:
     """``prefix --preset P`` and a flag for every field of ``cfg`` that differs from preset
     ``P`` (``preset`` or, when None, the preset needing the fewest flags): the command that
     rebuilds ``cfg``, for the summaries a run writes."""
@@ -106,7 +100,8 @@ def command_line(
         base = getattr(cls, name)()
         return [f for f in dataclasses.fields(cls) if getattr(cfg, f.name) != getattr(base, f.name)]
 
-    preset = preset or min((n for n in presets if hasattr(cls, n)), key=lambda n: len(changed(n)))
+    presets = [n for n in ("smoke", "default", "paper") if hasattr(cls, n)]
+    preset = preset or min(presets, key=lambda n: len(changed(n)))
     parts = [prefix, "--preset", preset]
     for f in changed(preset):
         value = getattr(cfg, f.name)

@@ -86,10 +86,15 @@ def _ci(s: dict, fmt: str = "+.4f") -> str:
     return f"{s['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
+def _positive(values) -> str:
+    """Seeds above 0, as ``k/n``."""
+    v = np.asarray(values)
+    return f"{int((v > 0).sum())}/{v.size}"
+
+
 def _signs(values) -> str:
     """Seeds above 0 and the median: robust to the rare large shift of one seed."""
-    v = np.asarray(values)
-    return f"{int((v > 0).sum())}/{v.size}, {np.median(v):+.4f}"
+    return f"{_positive(values)}, {np.median(values):+.4f}"
 
 
 def table(res: dict) -> str:
@@ -132,7 +137,8 @@ def _timing(res: dict) -> str:
     if not stages:
         return f"this call {res['timings']['wall'] / 60:.1f} min, its stages read from --out"
     parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in stages.items())
-    where = "" if _where(res) == "CPU" else f" on {_where(res)}"
+    device = _where(res)
+    where = "" if device == "CPU" else f" on {device}"
     return f"minutes per stage{where}: {parts}; total {sum(stages.values()) / 60:.1f}"
 
 
@@ -186,8 +192,7 @@ def runs_table(runs: Mapping[str, tuple[dict, ToyConfig]]) -> str:
         for mode in ("distill", "sampled"):
             for init in INITS:
                 shift = res["modes"][mode][init]["shift_vs_control"]
-                n = np.asarray(shift["per_seed"])
-                cells.append(f"{_ci(shift)} ({int((n > 0).sum())}/{n.size})")
+                cells.append(f"{_ci(shift)} ({_positive(shift['per_seed'])})")
         rows.append(
             f"| `{name}` | `{config}` ({res['seeds']} seeds) | {res['rows_per_student']}, "
             f"{res['modes']['sampled']['steps']} | {stages:.1f} ({_where(res)}) | "
