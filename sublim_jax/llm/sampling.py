@@ -189,7 +189,7 @@ def prefill(graphdef, state, tokens_BxT, valid_BxT, cache: KVCache):
     Left padding puts every row's last token at ``T - 1``, so the head runs on that position
     alone (``last=1``): a ``BxV`` product, not ``BxTxV``."""
     B, T = tokens_BxT.shape
-    S = cache.k.shape[2]
+    S = cache.slots
     kv_valid_BxS = jnp.concatenate([valid_BxT, jnp.zeros((B, S - T), bool)], axis=1)
     positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT.astype(jnp.int32), axis=1) - 1, 0)
     logits_Bx1xV, cache = nnx.merge(graphdef, state)(

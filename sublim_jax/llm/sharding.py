@@ -30,7 +30,7 @@ BATCH = ("data", "fsdp")
 _PROJ_SPEC = dict(q="qkv", k="qkv", v="qkv", o="o", gate="gate_up", up="gate_up", down="down")
 _TP_FSDP, _FSDP_TP, _TP, _REPLICATED = P("tp", "fsdp"), P("fsdp", "tp"), P("tp"), P()
 _BATCH_FIRST, _HIDDEN = P(BATCH, None), P(BATCH, None, None)
-_LOGITS, _CACHE = P(BATCH, None, "tp"), P(BATCH, None, "tp", None)
+_LOGITS, _CACHE = P(BATCH, None, "tp"), P(BATCH, "tp", None, None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ShardingRules:
     tokens: P = _BATCH_FIRST  # BxT (also valid/target masks)
     hidden: P = _HIDDEN  # BxTxD
     logits: P = _LOGITS  # BxTxV
-    cache: P = _CACHE  # BxSxKxH
+    cache: P = _CACHE  # BxKxHxS (keys) and BxKxSxH (values)
 
     def weight(self, path: tuple) -> P:
         """The spec of the state leaf at ``path`` (as in ``nnx.to_flat_state``)."""
@@ -184,9 +184,9 @@ def activation(rules: ShardingRules, mesh, kind: str, shape: tuple[int, ...]) ->
 
 def cache_sharding(rules: ShardingRules, mesh, cfg: DecoderConfig, batch: int, slots: int):
     """Shardings for ``KVCache.zeros(cfg, batch, slots)`` (for ``sampling.generate``)."""
-    shape = (cfg.num_layers, batch, slots, cfg.num_kv_heads, cfg.head_dim)
-    one = NamedSharding(mesh, fit(P(None, *rules.cache), shape, mesh))  # layers stacked first
-    return KVCache(one, one)
+    shapes = jax.eval_shape(lambda: KVCache.zeros(cfg, batch, slots))
+    spec = P(None, *rules.cache)  # layers stacked first
+    return KVCache(*(NamedSharding(mesh, fit(spec, x.shape, mesh)) for x in shapes))
 
 
 def initialize_distributed(**kwargs) -> None:
