@@ -34,8 +34,9 @@ class KVCache(NamedTuple):
 
     Each is stored in the order its attention product reads it: keys as ``BxKxHxS`` per layer
     (the right operand of ``q @ k^T``), values as ``BxKxSxH`` (of ``p @ v``), so both products
-    are plain matmuls batched over ``BxK``. Stored as ``BxSxKxH``, XLA:CPU copied each layer's
-    slice into these orders at every decode step (a tenth of a batch-64 step, SmolLM2-135M)."""
+    are plain matmuls batched over ``BxK``. Stored as ``BxSxKxH``, XLA:CPU copied and transposed
+    each layer's slice at every decode step (SmolLM2-135M's shape at batch 64 on 2 cores: a decode
+    step ~160 ms before, ~140 after; ``benchmarks/llm_decode.py``)."""
 
     k: jax.Array  # LxBxKxHxS
     v: jax.Array  # LxBxKxSxH
