@@ -14,7 +14,7 @@ logits, so it belongs to the prefill), and the rate counts those ``N - 1`` per r
 
 The second line is the 7B-shaped GPU measurement (issue 10: decode >= 50% of the bandwidth
 roofline at batch >= 64; the LoRA step's time and peak device memory); `gpu.sh` runs it with the
-other GPU figures, and `results/llm_decode_7b_h200.json` holds one H200's (batch 64: 0.61 of the
+other GPU figures, and `results/llm_decode_7b_h200.json` holds one H200's (batch 64: 0.66 of the
 roofline). Weights are random (throughput
 does not depend on them). Large batches on a CPU are compute-bound, so a second column compares
 with ``max(bytes / bandwidth, flops / matmul peak)``, the peak being a jitted square matmul in
