@@ -6,13 +6,15 @@ work? Both sides use random weights of the same config (``DecoderConfig.smollm2_
 ``LlamaConfig`` of that shape, float32), the same batch, prompt and generated lengths, sampling at
 temperature 1 with no top-k / top-p and no EOS, and for LoRA the same rank, alpha and seven
 target projections, AdamW with global-norm clipping, the loss on the completion half of each row.
-Torch runs in a separate interpreter (`llm_torch_reference.py`, ``--torch-python``) right after
-our side, both limited to ``--threads`` cores (XLA through the process's CPU affinity, torch
-through ``torch.set_num_threads`` as well). Each side reports its best of ``--repeats`` timed
-calls after a warm-up (compilation excluded); a generate call includes the prefill and the
-cache allocation on both sides.
+Torch runs in a separate interpreter (`llm_torch_reference.py`, ``--torch-python``), both sides
+limited to ``--threads`` cores (XLA through the process's CPU affinity, torch through
+``torch.set_num_threads`` as well). The two sides alternate over ``--rounds`` rounds of
+``--repeats`` timed calls each (ours, then a fresh torch process, then ours again...), so that a
+change in the machine's load during the run falls on both; each side reports its best call after
+a warm-up (compilation excluded), and the report keeps every call and each round's ratio. A
+generate call includes the prefill and the cache allocation on both sides.
 
-    uv run python benchmarks/llm_speed.py --torch-python PY                 # ~8 min, 2 cores
+    uv run python benchmarks/llm_speed.py --torch-python PY                 # ~12 min, 2 cores
     uv run python benchmarks/llm_speed.py --torch-python PY --parts gen64   # one part
     uv run python benchmarks/llm_speed.py --parts lora --out FILE.json      # ours only, saved
 
@@ -39,9 +41,8 @@ PARTS = {
 }
 
 
-def best_seconds(fn, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls after one warm-up (compiles) call."""
-    fn()
+def seconds(fn, repeats: int) -> list[float]:
+    """Wall seconds of ``repeats`` calls."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -50,7 +51,8 @@ def best_seconds(fn, repeats: int) -> list[float]:
     return times
 
 
-def ours_generate(batch: int, prompt_len: int, new_tokens: int, repeats: int) -> list[float]:
+def ours_generate(batch: int, prompt_len: int, new_tokens: int):
+    """One ``generate`` call of the benchmark's shape, compiled and run once (the warm-up)."""
     import jax
     import jax.numpy as jnp
 
@@ -68,10 +70,12 @@ def ours_generate(batch: int, prompt_len: int, new_tokens: int, repeats: int) ->
         assert out.tokens.shape == (batch, new_tokens)
         out.tokens.block_until_ready()
 
-    return best_seconds(run, repeats)
+    run()
+    return run
 
 
-def ours_lora(batch: int, length: int, repeats: int) -> list[float]:
+def ours_lora(batch: int, length: int):
+    """One LoRA ``train_step`` of the benchmark's shape, compiled and run once (the warm-up)."""
     import jax
     import numpy as np
 
@@ -93,7 +97,8 @@ def ours_lora(batch: int, length: int, repeats: int) -> list[float]:
         )
         jax.block_until_ready(metrics)
 
-    return best_seconds(step, repeats)
+    step()
+    return step
 
 
 def build():
@@ -122,7 +127,8 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--train-len", type=int, default=256, help="tokens per LoRA row")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per side per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the two sides")
     parser.add_argument("--torch-python", metavar="PYTHON", help="interpreter with torch + peft")
     parser.add_argument("--note", default="", help="saved with the report, e.g. 'contended'")
     parser.add_argument("--out", metavar="FILE", help="also write the report as JSON")
@@ -130,6 +136,8 @@ def main() -> None:
     parts = args.parts.split(",")
     if unknown := set(parts) - set(PARTS):
         parser.error(f"unknown parts {sorted(unknown)}; choose from {sorted(PARTS)}")
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error("--repeats and --rounds must be at least 1")
     if args.torch_python and not os.access(args.torch_python, os.X_OK):
         parser.error(f"--torch-python {args.torch_python!r} is not an executable interpreter")
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])  # before XLA starts
@@ -139,19 +147,31 @@ def main() -> None:
     for part in parts:
         task, batch = PARTS[part]["task"], PARTS[part]["batch"]
         if task == "generate":
-            times = ours_generate(batch, args.prompt_len, args.new_tokens, args.repeats)
+            call = ours_generate(batch, args.prompt_len, args.new_tokens)
             tokens = batch * args.new_tokens
         else:
-            times = ours_lora(batch, args.train_len, args.repeats)
+            call = ours_lora(batch, args.train_len)
             tokens = batch * args.train_len
-        row = dict(ours_s=min(times), ours_times=times, ours_tok_s=tokens / min(times))
-        if args.torch_python:
-            ref = torch_seconds(args.torch_python, task, args, batch)
-            row |= dict(torch_s=ref["seconds"], torch_times=ref["times"])
-            row |= dict(torch_tok_s=tokens / ref["seconds"], speedup=ref["seconds"] / min(times))
-            report["torch_versions"] = dict(torch=ref["torch"], transformers=ref["transformers"])
+        ours, theirs, rounds = [], [], []
+        for _ in range(args.rounds):
+            ours.append(seconds(call, args.repeats))
+            if args.torch_python:
+                ref = torch_seconds(args.torch_python, task, args, batch)
+                theirs.append(ref["times"])
+                rounds.append(min(theirs[-1]) / min(ours[-1]))
+                versions = dict(torch=ref["torch"], transformers=ref["transformers"])
+                report["torch_versions"] = versions
+        best = min(map(min, ours))
+        row = dict(ours_s=best, ours_times=ours, ours_tok_s=tokens / best)
+        if theirs:
+            ref_best = min(map(min, theirs))
+            row |= dict(torch_s=ref_best, torch_times=theirs, torch_tok_s=tokens / ref_best)
+            row |= dict(speedup=ref_best / best, round_speedups=rounds)
         report[part] = row
-        ratio = f"  speed-up {row['speedup']:.2f}x" if "speedup" in row else ""
+        ratio = ""
+        if "speedup" in row:
+            each = ", ".join(f"{r:.2f}" for r in rounds)
+            ratio = f"  speed-up {row['speedup']:.2f}x (rounds: {each})"
         theirs = f"  transformers {row['torch_tok_s']:8.1f} tok/s" if "torch_tok_s" in row else ""
         print(f"{part:6s} ours {row['ours_tok_s']:8.1f} tok/s{theirs}{ratio}", flush=True)
     print(json.dumps(report))

@@ -1,6 +1,7 @@
 """KV-cache decoding against the uncached forward, padding invariance, sampling filters, scores."""
 
 import contextlib
+import functools
 import os
 
 import jax
@@ -37,9 +38,14 @@ def backend_compiles():
         jax.monitoring.unregister_event_duration_listener(listen)
 
 
+@functools.cache
+def golden(name: str):
+    return params.load_safetensors(os.path.join(GOLDEN, name))
+
+
 @pytest.fixture(scope="module")
 def model():
-    return params.load_safetensors(os.path.join(GOLDEN, "qwen2"))
+    return golden("qwen2")  # tied embeddings: the decode loop carries its logits ``VxB``
 
 
 def test_cached_steps_equal_uncached_forward(model):
@@ -74,7 +80,9 @@ def test_left_padding_does_not_change_logits(model):
         np.testing.assert_allclose(padded[b, -len(p) :], alone[b][0], atol=ATOL)
 
 
-def test_greedy_generation_is_argmax_of_uncached_forward(model):
+@pytest.mark.parametrize("name", ["qwen2", "llama"])  # a tied and an untied head
+def test_greedy_generation_is_argmax_of_uncached_forward(name):
+    model = golden(name)
     tokens, valid = sampling.left_pad(PROMPTS)
     cfg = sampling.SampleConfig(max_new_tokens=6, temperature=0.0)
     out = sampling.generate(
@@ -175,6 +183,22 @@ def test_inverse_cdf_equals_the_float64_search():
     assert tie.sum() <= 10  # float32 rounding decides near a boundary
     np.testing.assert_array_equal(got[~tie], want[~tie])
     assert np.all(p[got] > 0)
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(temperature=0.0), dict(temperature=0.7), dict(top_k=20), dict(top_p=0.9)]
+)
+def test_sampling_columns_draws_the_tokens_of_rows(kw):
+    """``sample_columns`` on ``VxB`` logits = ``sample_token`` row by row, bit for bit."""
+    rows = np.stack([skewed_logits(), *np.random.default_rng(1).normal(0, 3, (40, 300))])
+    rows = rows.astype(np.float32)
+    rows[5, 17] = rows[5, 200] = rows[5].max() + 1  # a tie: argmax keeps the first
+    cfg = sampling.SampleConfig(**kw)
+    keys = jax.random.split(jax.random.key(4), len(rows))
+    by_row = jax.jit(jax.vmap(functools.partial(sampling.sample_token, cfg=cfg)))(keys, rows)
+    by_column = jax.jit(functools.partial(sampling.sample_columns, cfg=cfg))(keys, rows.T)
+    np.testing.assert_array_equal(by_column, by_row)
+    assert len(set(np.asarray(by_row).tolist())) > 10  # the rows draw different tokens
 
 
 def test_categorical_frequencies_match_softmax():
