@@ -14,7 +14,7 @@ change in the machine's load during the run falls on both; each side reports its
 a warm-up (compilation excluded), and the report keeps every call and each round's ratio. A
 generate call includes the prefill and the cache allocation on both sides.
 
-    uv run python benchmarks/llm_speed.py --torch-python PY                 # ~12 min, 2 cores
+    uv run python benchmarks/llm_speed.py --torch-python PY                 # ~8 min, 2 cores
     uv run python benchmarks/llm_speed.py --torch-python PY --parts gen64   # one part
     uv run python benchmarks/llm_speed.py --parts lora --out FILE.json      # ours only, saved
 
