@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sublim_jax import findings, results
+from sublim_jax import findings
 from sublim_jax.llm import toy_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,17 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new, missing = findings.fill(text, toy_report.readme_blocks(ROOT / "experiments" / "results"))
-    stale = new != text
-    if args.check:
-        print("README.md is out of date" if stale else "README.md is up to date")
-        return int(stale)
-    if stale:
-        results.write_text(readme, new)
-    print(f"README.md: {'rewritten' if stale else 'unchanged'}; other blocks: {missing or 'none'}")
-    return 0
+    blocks = toy_report.readme_blocks(ROOT / "experiments" / "results")
+    return findings.refresh(ROOT / "README.md", blocks, args.check)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ No I/O here beyond strings: the script in ``experiments/`` reads and writes.
 import itertools
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
+
+from sublim_jax import results
 
 INITS = {"same": "aux_same_init", "diff": "aux_diff_init"}
 N_BOOT = 4000
@@ -180,6 +183,22 @@ def fill(text: str, blocks: Mapping[str, str]) -> tuple[str, list[str]]:
         return m.group(1) + blocks[name].rstrip("\n") + "\n" + m.group(4)
 
     return BLOCK.sub(sub, text), missing
+
+
+def refresh(path: Path, blocks: Mapping[str, str], check: bool = False) -> int:
+    """Rewrite the generated blocks of the Markdown file ``path`` (atomically, only if changed)
+    and print what happened; with ``check``, write nothing and return 1 when it is stale."""
+    text = path.read_text()
+    new, missing = fill(text, blocks)
+    stale = new != text
+    if check:
+        print(f"{path.name} is {'out of date' if stale else 'up to date'}")
+        return int(stale)
+    if stale:
+        results.write_text(path, new)
+    done = "rewritten" if stale else "unchanged"
+    print(f"{path.name}: {done}; other blocks: {missing or 'none'}")
+    return 0
 
 
 def training_flops(cfg, points) -> float:

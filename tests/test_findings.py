@@ -108,6 +108,17 @@ def test_fill_replaces_only_generated_blocks():
     assert findings.fill(out, {"a": "new\nlines"})[0] == out  # idempotent
 
 
+def test_refresh_rewrites_stale_blocks_and_check_writes_nothing(tmp_path, capsys):
+    md = tmp_path / "README.md"
+    stale = "x\n<!-- BEGIN generated: a -->\nold\n<!-- END generated -->\n"
+    md.write_text(stale)
+    assert findings.refresh(md, {"a": "new"}, check=True) == 1
+    assert md.read_text() == stale and "out of date" in capsys.readouterr().out
+    assert findings.refresh(md, {"a": "new"}) == 0
+    assert md.read_text() == stale.replace("old", "new")
+    assert findings.refresh(md, {"a": "new"}, check=True) == 0
+
+
 def test_across_results_are_redrawn_by_plot(tmp_path, capsys):
     res = [_results("a", [(0.5, 0.1), (0.3, 0.12)]), _results("b", [(0.4, 0.1), (0.2, 0.11)])]
     results.write_json(tmp_path / "results.json", findings.across(res))

@@ -1,0 +1,89 @@
+"""Rewrite README's generated LLM benchmark tables from the reports saved under `results/`.
+
+    uv run python benchmarks/llm_readme.py           # rewrite the blocks
+    uv run python benchmarks/llm_readme.py --check   # exit 1 when README is out of date
+
+``llm-speed`` has one row per part of every `llm_speed.py` report (``results/llm_speed_cpu.json``,
+the latest, then ``results/runs_*/llm_speed_cpu*.json``); ``llm-decode`` one row per batch of
+every `llm_decode.py` report, likewise, and the LoRA step of those that timed one. The prose
+around them is written by hand from them.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sublim_jax import findings
+
+HERE = Path(__file__).resolve().parent
+ROOT, RESULTS = HERE.parent, HERE / "results"
+PARTS = {"gen64": "`generate`, batch 64", "gen1": "`generate`, batch 1", "lora": "LoRA step"}
+
+
+def reports(results: Path, stem: str) -> list[tuple[str, dict]]:
+    """``(name, report)``: the latest (``results/STEM*.json``) first, then earlier sessions'."""
+    paths = sorted(results.glob(f"{stem}*.json")) + sorted(results.glob(f"runs_*/{stem}*.json"))
+    return [(str(p.relative_to(results)), json.loads(p.read_text())) for p in paths]
+
+
+def protocol(report: dict) -> str:
+    rounds, repeats = report.get("rounds", 1), report["repeats"]
+    if rounds == 1:
+        return f"ours, then torch; best of {repeats}"
+    return f"{rounds} alternating rounds × {repeats}"
+
+
+def speed_table(results: Path) -> str:
+    head = [
+        "| report | protocol | work | ours tok/s | transformers tok/s | speed-up | each round |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = []
+    for name, report in reports(results, "llm_speed"):
+        for part in (p for p in PARTS if p in report):
+            row = report[part]
+            rounds = ", ".join(f"{r:.2f}" for r in row.get("round_speedups", [])) or "—"
+            rows.append(
+                f"| `{name}` | {protocol(report)} | {PARTS[part]} | {row['ours_tok_s']:.1f} "
+                f"| {row['torch_tok_s']:.1f} | **{row['speedup']:.3f}×** | {rounds} |"
+            )
+    return "\n".join(head + rows)
+
+
+def decode_table(results: Path) -> str:
+    head = [
+        "| report | device | model, dtype | prompt + new | batch | decode tok/s "
+        "| of the bandwidth roofline | of max(bytes / bandwidth, FLOPs / peak) | prefill s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows, lora = [], []
+    for name, r in reports(results, "llm_decode"):
+        for d in r["decode"]:
+            rows.append(
+                f"| `{name}` | {r['device']} | {r['preset']}, {r['dtype']} "
+                f"| {r['prompt_len']} + {r['new_tokens']} | {d['batch']} | {d['tokens_s']:,.1f} "
+                f"| {d['tokens_s'] / d['roofline']:.2f} "
+                f"| **{d['tokens_s'] / d['bw_compute_roofline']:.2f}** | {d['prefill_s']:.3f} |"
+            )
+        if "lora_step_s" in r:
+            lora.append(
+                f"`{name}`: one LoRA step ({r['train_batch']} × {r['train_len']} tokens) "
+                f"{r['lora_step_s']:.3f} s, peak memory {r['lora_peak_memory_gb']:.1f} GB."
+            )
+    return "\n".join(head + rows + (["", *lora] if lora else []))
+
+
+def readme_blocks(results: Path = RESULTS) -> dict[str, str]:
+    return {"llm-speed": speed_table(results), "llm-decode": decode_table(results)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
+    args = parser.parse_args(argv)
+    return findings.refresh(ROOT / "README.md", readme_blocks(), args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
