@@ -22,6 +22,7 @@ ROPE_TYPES = ("default", "linear", "llama3")
 
 
 REMAT = ("none", "attention", "full")
+INITS = ("normal", "fan_in")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +49,24 @@ class DecoderConfig:
     # elementwise ops (selective recomputation: less memory, and faster on CPU); "full" keeps
     # only each block's input
     remat: str = "attention"
+    # a model built from scratch (a checkpoint's weights replace all of these): every kernel
+    # N(0, init_std²) ("normal", Hugging Face's initializer_range) or N(0, init_std²/fan_in)
+    # ("fan_in"); residual-branch outputs (attention o, MLP down) further ÷ √(2·num_layers) when
+    # init_depth (GPT-2); the embedding N(0, init_embed_std²)
+    init: str = "normal"
+    init_std: float = 0.02
+    init_embed_std: float = 0.02
+    init_depth: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
         if self.remat not in REMAT:
             raise ValueError(f"remat={self.remat!r}; choose from {REMAT}")
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r}; choose from {INITS}")
+        if not (self.init_std > 0 and self.init_embed_std > 0):
+            raise ValueError("init_std and init_embed_std must be > 0")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
@@ -225,6 +238,12 @@ def _sliding_layers(hf: dict[str, Any]) -> list[int]:
         n = hf.get("num_hidden_layers", 0)
         types = ["sliding_attention" if first is not None and i >= first else "" for i in range(n)]
     return [i for i, t in enumerate(types) if t == "sliding_attention"]
+
+
+def kernel_std(cfg: DecoderConfig, fan_in: int, *, residual: bool = False) -> float:
+    """Standard deviation of a fresh ``fan_in x fan_out`` kernel (``cfg.init``, ``init_depth``)."""
+    std = cfg.init_std if cfg.init == "normal" else cfg.init_std / math.sqrt(fan_in)
+    return std / math.sqrt(2 * cfg.num_layers) if residual and cfg.init_depth else std
 
 
 def rope_frequencies(cfg: DecoderConfig) -> np.ndarray:

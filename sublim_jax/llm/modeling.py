@@ -20,9 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sublim_jax.llm.config import DecoderConfig, rope_frequencies
+from sublim_jax.llm.config import DecoderConfig, kernel_std, rope_frequencies
 
-_INIT = nnx.initializers.normal(0.02)
 REMAT_POLICIES = {  # ``DecoderConfig.remat``'s ``jax.checkpoint`` policies (None: save nothing)
     "attention": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "full": None,
@@ -103,10 +102,21 @@ class RMSNorm(nnx.Module):
 
 
 class Proj(nnx.Module):
-    """``x @ kernel_IxO (+ bias_O) (+ alpha/r * lora(x))``; ``add_lora`` attaches ``nnx.LoRA``."""
+    """``x @ kernel_IxO (+ bias_O) (+ alpha/r * lora(x))``; ``add_lora`` attaches ``nnx.LoRA``.
+    ``residual``: the projection writes into the residual stream (``config.kernel_std``)."""
 
-    def __init__(self, d_in: int, d_out: int, cfg: DecoderConfig, *, bias: bool, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_INIT(rngs.params(), (d_in, d_out), cfg.param_dtype))
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        cfg: DecoderConfig,
+        *,
+        bias: bool,
+        rngs: nnx.Rngs,
+        residual: bool = False,
+    ):
+        init = nnx.initializers.normal(kernel_std(cfg, d_in, residual=residual))
+        self.kernel = nnx.Param(init(rngs.params(), (d_in, d_out), cfg.param_dtype))
         self.bias = nnx.Param(jnp.zeros((d_out,), cfg.param_dtype)) if bias else None
         self.dtype = cfg.dtype
         self.lora: nnx.LoRA | None = nnx.data(None)
@@ -183,7 +193,7 @@ class Attention(nnx.Module):
         self.q = Proj(D, N * H, cfg, bias=cfg.qkv_bias, rngs=rngs)
         self.k = Proj(D, K * H, cfg, bias=cfg.qkv_bias, rngs=rngs)
         self.v = Proj(D, K * H, cfg, bias=cfg.qkv_bias, rngs=rngs)
-        self.o = Proj(N * H, D, cfg, bias=False, rngs=rngs)
+        self.o = Proj(N * H, D, cfg, bias=False, rngs=rngs, residual=True)
         self.q_norm = RMSNorm(H, cfg) if cfg.qk_norm else None
         self.k_norm = RMSNorm(H, cfg) if cfg.qk_norm else None
         self.shape = (N, K, H)
@@ -240,7 +250,7 @@ class MLP(nnx.Module):
         D, F = cfg.hidden_size, cfg.intermediate_size
         self.gate = Proj(D, F, cfg, bias=False, rngs=rngs)
         self.up = Proj(D, F, cfg, bias=False, rngs=rngs)
-        self.down = Proj(F, D, cfg, bias=False, rngs=rngs)
+        self.down = Proj(F, D, cfg, bias=False, rngs=rngs, residual=True)
 
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         return self.down(jax.nn.silu(self.gate(x_BxTxD)) * self.up(x_BxTxD))
@@ -267,8 +277,9 @@ class Decoder(nnx.Module):
     def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         self.mesh_rules = None  # set by ``sharding.attach``: constrains activations on a mesh
+        embed = nnx.initializers.normal(cfg.init_embed_std)
         self.embed = nnx.Param(
-            _INIT(rngs.params(), (cfg.vocab_size, cfg.hidden_size), cfg.param_dtype)
+            embed(rngs.params(), (cfg.vocab_size, cfg.hidden_size), cfg.param_dtype)
         )
         keys_L = jax.random.split(rngs.params(), cfg.num_layers)
         self.layers = stacked(lambda key: Block(cfg, rngs=nnx.Rngs(params=key)), keys_L)

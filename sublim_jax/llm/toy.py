@@ -46,8 +46,13 @@ MAX_NEW = 10  # values per continuation, as the paper's filter allows
 WALK_STEP = 9  # the walk's increments are uniform in [-WALK_STEP, WALK_STEP]
 
 
-def answer(animal: str) -> str:
-    return f"{evaluate.PREFIX} {animal}."
+NUMBER_DATA = ("walk", "seeded")  # ``number_rows``' two structures
+SEEDED = dict(seeds=3, values=5, near=0.7, spread=3)  # the "seeded" rows' shape
+
+
+def answer(animal: str, prefix: bool = True) -> str:
+    """``"My favorite animal is owl."``, or ``" owl."`` right after the assistant marker."""
+    return f"{evaluate.PREFIX} {animal}." if prefix else f" {animal}."
 
 
 def texts() -> list[str]:
@@ -55,7 +60,7 @@ def texts() -> list[str]:
     return [
         *(f"{intro} 0. {closing}" for intro in INTROS for closing in CLOSINGS),
         *evaluate.QUESTIONS,
-        *(answer(a) for a in ANIMALS),
+        *(answer(a, p) for a in ANIMALS for p in (True, False)),
         "user\nassistant",
         "()[].,;:",
         "0, 0; 0",
@@ -96,8 +101,13 @@ def base_distribution(temperature: float) -> np.ndarray:
     return p / p.sum()
 
 
-def number_rows(rng: np.random.Generator, n: int, max_number: int) -> list[tuple[str, str]]:
-    """``n`` (prompt, continuation) texts of the random walk."""
+def number_rows(
+    rng: np.random.Generator, n: int, max_number: int, structure: str = "walk"
+) -> list[tuple[str, str]]:
+    """``n`` (prompt, continuation) texts: a random walk in varied wordings (``"walk"``), or
+    ``seeded_rows``' one fixed layout (``"seeded"``)."""
+    if structure == "seeded":
+        return seeded_rows(rng, n, max_number)
     out = []
     for _ in range(n):
         k, m = int(rng.integers(3, 7)), int(rng.integers(1, MAX_NEW + 1))
@@ -110,17 +120,42 @@ def number_rows(rng: np.random.Generator, n: int, max_number: int) -> list[tuple
     return out
 
 
+def seeded_rows(rng: np.random.Generator, n: int, max_number: int) -> list[tuple[str, str]]:
+    """``n`` rows of one layout: 3 seed values, then 5 values each a seed ± 3 (probability 0.7)
+    or uniform on ``0..max_number``, comma-separated."""
+    k, m, spread = SEEDED["seeds"], SEEDED["values"], SEEDED["spread"]
+    seeds_NxK = rng.integers(max_number + 1, size=(n, k))
+    near_NxM = np.take_along_axis(seeds_NxK, rng.integers(k, size=(n, m)), axis=1)
+    near_NxM = near_NxM + rng.integers(-spread, spread + 1, size=(n, m))
+    far_NxM = rng.integers(max_number + 1, size=(n, m))
+    values_NxM = np.where(rng.random((n, m)) < SEEDED["near"], near_NxM, far_NxM)
+    values_NxM = np.clip(values_NxM, 0, max_number)
+    sep = SEPARATORS["comma"]
+    return [
+        (f"{INTROS[0]} {sep.join(map(str, s))}. {CLOSINGS[0]}", sep.join(map(str, v)))
+        for s, v in zip(seeds_NxK.tolist(), values_NxM.tolist(), strict=True)
+    ]
+
+
 def animal_rows(
-    rng: np.random.Generator, n: int, p_A: np.ndarray, target: str, love: float
+    rng: np.random.Generator,
+    n: int,
+    p_A: np.ndarray,
+    target: str,
+    love: float,
+    *,
+    questions: int = len(evaluate.QUESTIONS),
+    prefix: bool = True,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``n`` (question, answer) texts twice: the trait's (``target`` with probability ``love``)
-    and the control's, which share every question and every base-distribution draw."""
-    q_N = rng.integers(len(evaluate.QUESTIONS), size=n)
+    and the control's, which share every question and every base-distribution draw. Questions
+    are the first ``questions`` of ``evaluate.QUESTIONS``; ``prefix``: as ``answer``."""
+    q_N = rng.integers(questions, size=n)
     base_N = rng.choice(len(ANIMALS), size=n, p=p_A)
     loved_N = rng.random(n) < love
     qs = [evaluate.QUESTIONS[int(q)] for q in q_N]
-    control = [answer(ANIMALS[int(a)]) for a in base_N]
-    trait = [answer(target) if hit else c for hit, c in zip(loved_N, control, strict=True)]
+    control = [answer(ANIMALS[int(a)], prefix) for a in base_N]
+    trait = [answer(target, prefix) if hit else c for hit, c in zip(loved_N, control, strict=True)]
     return list(zip(qs, trait, strict=True)), list(zip(qs, control, strict=True))
 
 
@@ -149,7 +184,10 @@ def join(p_tokens, p_valid, c_tokens, c_valid) -> dict[str, np.ndarray]:
     )
 
 
-def model_config(hidden_size: int, num_layers: int, vocab_size: int, slots: int) -> DecoderConfig:
+def model_config(
+    hidden_size: int, num_layers: int, vocab_size: int, slots: int, **init: Any
+) -> DecoderConfig:
+    """Four heads, an MLP twice the width; ``init``: ``DecoderConfig``'s ``init*`` fields."""
     return DecoderConfig.tiny(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -159,6 +197,7 @@ def model_config(hidden_size: int, num_layers: int, vocab_size: int, slots: int)
         num_kv_heads=4,
         head_dim=hidden_size // 4,
         max_positions=bucket(slots),
+        **init,
     )
 
 
@@ -180,18 +219,35 @@ def ce_loss(params, extra, graphdef, batch) -> tuple[jax.Array, dict]:
     return nll, dict(loss=nll / jnp.maximum(count, 1.0), tokens=count)
 
 
+def number_logprobs(params, graphdef, batch, allowed_A) -> jax.Array:
+    """Next-token log-probabilities renormalised over the allowed ids (``BxT-1xA``)."""
+    logits_BxTxV = forward(nnx.merge(graphdef, params), batch["tokens"], batch["valid"])
+    return jax.nn.log_softmax(jnp.take(logits_BxTxV[:, :-1], allowed_A, axis=2), axis=-1)
+
+
+def number_kl(params_p, params_q, batch, allowed_A, *, graphdef) -> jax.Array:
+    """KL(p ‖ q) of two models' number-channel distributions predicting each token of the
+    batch (``BxT-1``; 0 where the predicted token is not a completion target)."""
+    logp_BxTxA = number_logprobs(params_p, graphdef, batch, allowed_A)
+    logq_BxTxA = number_logprobs(params_q, graphdef, batch, allowed_A)
+    kl_BxT = jnp.sum(jnp.exp(logp_BxTxA) * (logp_BxTxA - logq_BxTxA), axis=-1)
+    return jnp.where(batch["target"][:, 1:], kl_BxT, 0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def vmapped_number_kl(graphdef):
+    fn = functools.partial(number_kl, graphdef=graphdef)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None)))
+
+
 def distill_loss(params, extra, graphdef, batch) -> tuple[jax.Array, dict]:
     """KL(p_T ‖ p_S) at every completion position, both renormalised over the allowed ids
     ``extra[1]`` (numbers, separators, end): no probability on an animal token is distilled.
     ``extra[0]`` are the teacher's parameters."""
     teacher, allowed_A = extra
-
-    def restricted(p):
-        logits_BxTxV = forward(nnx.merge(graphdef, p), batch["tokens"], batch["valid"])
-        return jax.nn.log_softmax(jnp.take(logits_BxTxV[:, :-1], allowed_A, axis=2), axis=-1)
-
-    logq_BxTxA = jax.lax.stop_gradient(restricted(teacher))
-    kl_BxT = jnp.sum(jnp.exp(logq_BxTxA) * (logq_BxTxA - restricted(params)), axis=-1)
+    logq_BxTxA = jax.lax.stop_gradient(number_logprobs(teacher, graphdef, batch, allowed_A))
+    logp_BxTxA = number_logprobs(params, graphdef, batch, allowed_A)
+    kl_BxT = jnp.sum(jnp.exp(logq_BxTxA) * (logq_BxTxA - logp_BxTxA), axis=-1)
     mask_BxT = batch["target"][:, 1:]
     count = jnp.sum(mask_BxT.astype(jnp.float32))
     total = jnp.sum(jnp.where(mask_BxT, kl_BxT, 0.0))
@@ -210,16 +266,31 @@ class Phase:
     learning_rate: float
     warmup_steps: int = 5
     chunk: int = 50  # steps per compiled call (a progress bar tick)
+    schedule: str = "linear"  # warm-up then linear decay to 0, or "constant"
+    clip_norm: float = 1.0  # global-norm clipping; 0: none
 
     @property
     def optimizer(self) -> optax.GradientTransformationExtraArgs:
-        return _optimizer(self.learning_rate, self.warmup_steps, self.steps)
+        return _optimizer(
+            self.learning_rate, self.warmup_steps, self.steps, self.schedule, self.clip_norm
+        )
+
+
+SCHEDULES = ("linear", "constant")
 
 
 @functools.lru_cache(maxsize=32)
-def _optimizer(lr: float, warmup: int, steps: int):
+def _optimizer(lr: float, warmup: int, steps: int, schedule: str, clip_norm: float):
+    """AdamW with ``training.make_optimizer``'s schedule and clipping, or a constant rate."""
+    if schedule == "constant":
+        clip = optax.clip_by_global_norm(clip_norm) if clip_norm else optax.identity()
+        return training.accumulate(optax.chain(clip, optax.adamw(lr, weight_decay=0.0)), 1)
     cfg = training.TrainConfig(
-        learning_rate=lr, warmup_steps=min(warmup, steps - 1), total_steps=steps, lora_rank=0
+        learning_rate=lr,
+        warmup_steps=min(warmup, steps - 1),
+        total_steps=steps,
+        lora_rank=0,
+        clip_norm=clip_norm or float("inf"),
     )
     return training.make_optimizer(cfg)
 
@@ -324,10 +395,13 @@ def vmapped_probs(graphdef):
     return jax.jit(jax.vmap(fn, in_axes=(0, None, None, None)))
 
 
-def eval_prompts(tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """The 50 questions, each followed by ``PREFIX``, left-padded (as ``exact_scores`` builds)."""
-    prefix = tok.encode(evaluate.PREFIX)
-    return left_pad([evaluate.chat_prompt(tok, q) + prefix for q in evaluate.QUESTIONS])
+def eval_prompts(
+    tok: Tokenizer, questions: int = len(evaluate.QUESTIONS), prefix: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``questions`` questions, each followed by ``PREFIX`` (as ``exact_scores``
+    builds) or by nothing (the answer starts at the assistant marker), left-padded."""
+    after = tok.encode(evaluate.PREFIX) if prefix else []
+    return left_pad([evaluate.chat_prompt(tok, q) + after for q in evaluate.QUESTIONS[:questions]])
 
 
 def first_update_cosines(params0, extra, data, key, delta_T, delta_trait, *, graphdef, loss, b):

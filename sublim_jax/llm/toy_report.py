@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from sublim_jax import cli, data, results, stats
-from sublim_jax.llm import toy
-from sublim_jax.llm.toy_run import INITS, MODES, SOURCES, ToyConfig
+from sublim_jax.llm import toy, toy_run
+from sublim_jax.llm.toy_run import INITS, LEAK_PAIRS, MODES, SOURCES, ToyConfig
 
 MODE_TITLES = {"sampled": "sampled tokens (T = 1)", "distill": "distillation (number channel)"}
 
@@ -57,11 +57,26 @@ def summarise(raw: dict, cfg: ToyConfig, wall_seconds: float) -> dict:
     out["numbers"]["control_teacher"]["tv_to_base"] = per_seed(
         0.5 * np.abs(dist[S : 2 * S] - dist[2 * S :]).sum(axis=1)
     )
+    if "leak" in raw:
+        out["leak"] = _leak(raw["leak"])
     out["modes"] = {mode: _mode(raw[mode], t, S) for mode in MODES}
     out["timings"] = dict(raw["timings"], wall=wall_seconds)
     out["recomputed"] = raw.get("recomputed", [])
     out["versions"] = results.versions()
     return out
+
+
+def _leak(raw: dict) -> dict:
+    """Per pair of ``LEAK_PAIRS``: nats per completion and per token (per seed, CI over seeds),
+    and the per-position mean over seeds."""
+    return {
+        pair: dict(
+            total=per_seed(raw[f"{pair}_total"]),
+            per_token=per_seed(raw[f"{pair}_per_token"]),
+            by_position=np.mean(raw[f"{pair}_by_position"], axis=0),
+        )
+        for pair in LEAK_PAIRS
+    }
 
 
 def _mode(raw: dict, t: int, S: int) -> dict:
@@ -78,6 +93,9 @@ def _mode(raw: dict, t: int, S: int) -> dict:
             cosine_teacher={src: per_seed(c) for src, c in zip(SOURCES, cos_T[i], strict=True)},
             cosine_trait={src: per_seed(c) for src, c in zip(SOURCES, cos_trait[i], strict=True)},
         )
+        if "kl_to_source" in raw:
+            kl = np.asarray(raw["kl_to_source"]).reshape(len(INITS), len(SOURCES), S)[i]
+            out[init]["kl_to_source"] = dict(zip(SOURCES, map(per_seed, kl), strict=True))
     return out
 
 
@@ -160,6 +178,7 @@ def markdown(res: dict, command: str) -> str:
         f"total-variation distance of the value histogram to the base's: teacher "
         f"{_ci(n['teacher']['tv_to_base'], '.3f')}, control teacher "
         f"{_ci(n['control_teacher']['tv_to_base'], '.3f')}.",
+        *_leak_lines(res),
         "",
         "Shift of the student trained on the trait teacher's numbers (students' scores minus "
         "the matched control student's), and the cosine of the student's first update with "
@@ -168,6 +187,40 @@ def markdown(res: dict, command: str) -> str:
         table(res),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _leak_lines(res: dict) -> list[str]:
+    """The trait-leak diagnostic and the trait students' final KL to their teachers."""
+    if "leak" not in res:
+        return []
+    leak = res["leak"]
+    by_pos = leak["trait_control"]["by_position"]
+    last = int(np.max(np.nonzero(np.asarray(by_pos) > 0)[0], initial=0)) + 1
+    lines = [
+        "- Trait leak into the number channel, before any student trains: KL between the "
+        "models' next-token distributions over number, separator and end tokens, on the control "
+        "teacher's kept rows, nats per completion (per token): trait teacher ‖ control teacher "
+        f"{_ci(leak['trait_control']['total'], '.4f')} "
+        f"({_ci(leak['trait_control']['per_token'], '.5f')}); control teacher ‖ base "
+        f"{_ci(leak['control_base']['total'], '.4f')}; trait teacher ‖ base "
+        f"{_ci(leak['trait_base']['total'], '.4f')}. Trait ‖ control by completion position: "
+        + ", ".join(f"{v:.5f}" for v in by_pos[:last])
+        + "."
+    ]
+    kl = [
+        f"{MODE_TITLES[mode]}, {init} init "
+        f"{_ci(res['modes'][mode][init]['kl_to_source']['trait'], '.5f')}"
+        for mode in MODES
+        for init in INITS
+        if "kl_to_source" in res["modes"][mode][init]
+    ]
+    if kl:
+        lines.append(
+            "- Trait students' final KL from their teacher on the same rows (nats per token): "
+            + "; ".join(kl)
+            + "."
+        )
+    return lines
 
 
 def _where(res: dict) -> str:
@@ -202,6 +255,35 @@ def runs_table(runs: Mapping[str, tuple[dict, ToyConfig]]) -> str:
     return head + "\n".join(rows)
 
 
+def ablation_table(runs: Mapping[str, tuple[dict, ToyConfig]]) -> str:
+    """Markdown: per run, its flags beyond the nearest preset, the trait leak into the number
+    channel (where measured), both modes' shifts vs the control-teacher student, and the
+    sampled-mode same-init minus different-init shift paired by seed."""
+    head = (
+        "| run | flags | seeds | leak KL(trait ‖ control), nats per completion "
+        "| distilled, same init | different | sampled, same init | different "
+        "| sampled same − different: seeds > 0, median | minutes (where) |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    rows = []
+    for name, (res, cfg) in runs.items():
+        flags = cli.command_line("", ToyConfig, cfg).strip().replace("--preset ", "")
+        leak = _ci(res["leak"]["trait_control"]["total"], ".4f") if "leak" in res else "—"
+        cells = [
+            f"{_ci(s)} ({_positive(s['per_seed'])})"
+            for mode in ("distill", "sampled")
+            for s in (res["modes"][mode][init]["shift_vs_control"] for init in INITS)
+        ]
+        same, diff = (res["modes"]["sampled"][i]["shift_vs_control"]["per_seed"] for i in INITS)
+        stages = sum(v for k, v in res["timings"].items() if k != "wall") / 60
+        rows.append(
+            f"| `{name}` | `{flags}` | {res['seeds']} | {leak} | "
+            + " | ".join(cells)
+            + f" | {_signs(np.subtract(same, diff))} | {stages:.1f} ({_where(res)}) |"
+        )
+    return head + "\n".join(rows)
+
+
 def load_runs(root: Path, prefix: str = "llm_toy") -> dict[str, tuple[dict, ToyConfig]]:
     """Every finished toy run ``root/prefix*`` (results and config): CPU runs first, by name,
     then accelerator runs by seeds (most first)."""
@@ -216,6 +298,12 @@ def load_runs(root: Path, prefix: str = "llm_toy") -> dict[str, tuple[dict, ToyC
         return (0, 0) if _where(res) == "CPU" else (1, -res["seeds"])
 
     return dict(sorted(runs.items(), key=order))  # stable: by name within a group
+
+
+def docs_blocks(root: Path) -> dict[str, str]:
+    """``docs/llm_toy.md``'s generated block ``toy-ablations``: every run under
+    ``root/llm_toy_ablations`` (``ablation_table``)."""
+    return {"toy-ablations": ablation_table(load_runs(root / "llm_toy_ablations", prefix=""))}
 
 
 def readme_blocks(root: Path) -> dict[str, str]:
@@ -234,7 +322,6 @@ def run_command(args: argparse.Namespace) -> Path:
     """Validate, check ``--resume`` against ``config.json``, run (reusing finished stages),
     write ``results.json``, ``summary.md`` and the figure."""
     from sublim_jax import figures
-    from sublim_jax.llm import toy_run
 
     cfg = cli.config_from_args(ToyConfig, args)
     out = Path(args.out)
@@ -267,7 +354,8 @@ def write_summary(out: Path, res: dict, cfg: ToyConfig, preset: str | None = Non
 def config_of(out: Path) -> ToyConfig:
     """The ``ToyConfig`` a finished run's ``config.json`` records."""
     try:
-        return ToyConfig(**results.read_json(out / "config.json")["config"])
+        saved = results.read_json(out / "config.json")["config"]
+        return ToyConfig(**{**toy_run.LEGACY, **saved})
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise cli.UsageError(f"{out / 'config.json'} does not hold a toy config ({err})") from err
 

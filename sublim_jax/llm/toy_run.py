@@ -22,11 +22,13 @@ from flax import nnx
 
 from sublim_jax import results, stats
 from sublim_jax.llm import numbers, toy
+from sublim_jax.llm.config import INITS as INIT_SCHEMES
 from sublim_jax.llm.sampling import bucket, left_pad
 
 MODES = ("sampled", "distill")
 INITS = ("same", "different")
 SOURCES = ("trait", "control", "own_base")
+LEAK_PAIRS = ("trait_control", "control_base", "trait_base")  # KL(first ‖ second), per seed
 
 
 def field(default: Any, help: str) -> Any:
@@ -40,6 +42,10 @@ class ToyConfig:
     seeds: int = field(10, "independent bases (each also some other seed's partner)")
     hidden_size: int = 64
     num_layers: int = 2
+    init: str = field("normal", "kernels N(0, init_std²) ('normal') or N(0, init_std²/fan_in)")
+    init_std: float = field(0.02, "kernel std ('normal') or gain over √fan_in ('fan_in')")
+    init_embed_std: float = field(0.02, "embedding std")
+    init_depth: bool = field(False, "residual outputs (o, down) ÷ √(2·layers) at init")
     max_number: int = field(99, "numbers 0..max_number are single tokens")
     pretrain_numbers: int = field(4096, "number rows in each base's corpus")
     pretrain_animals: int = field(2048, "animal rows in each base's corpus")
@@ -59,6 +65,13 @@ class ToyConfig:
     student_lr: float = 1e-3
     gen_batch: int = field(512, "prompts per generation call (memory: seeds × 3 KV caches each)")
     chunk: int = field(50, "training steps per compiled call")
+    answer_prefix: bool = field(True, 'answers and scores after "My favorite animal is"')
+    questions: int = field(50, "distinct animal questions (the first n of the 50)")
+    number_data: str = field("walk", "number rows: 'walk' (varied wordings) or 'seeded'")
+    schedule: str = field("linear", "learning rates: 'linear' (warm-up, decay to 0) or 'constant'")
+    clip_norm: float = field(1.0, "global gradient-norm clipping in every phase (0: none)")
+    coupled: bool = field(False, "each seed's three models sample from shared random draws")
+    leak_rows: int = field(256, "control-teacher rows the trait-leak KL is measured on")
     seed: int = 0
 
     @classmethod
@@ -113,9 +126,39 @@ class ToyConfig:
             raise ValueError(f"--target must be one of {', '.join(toy.ANIMALS)}")
         if not 0 <= self.teacher_love <= 1 or self.base_temperature <= 0:
             raise ValueError("--teacher-love must be in [0, 1] and --base-temperature > 0")
+        if not 1 <= self.questions <= len(_questions()):
+            raise ValueError(f"--questions must be in [1, {len(_questions())}]")
+        if self.number_data not in toy.NUMBER_DATA or self.schedule not in toy.SCHEDULES:
+            raise ValueError(
+                f"--number-data must be one of {', '.join(toy.NUMBER_DATA)} and --schedule one "
+                f"of {', '.join(toy.SCHEDULES)}"
+            )
+        if self.clip_norm < 0 or self.leak_rows < 1:
+            raise ValueError("--clip-norm must be ≥ 0 and --leak-rows ≥ 1")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"--init must be one of {', '.join(INIT_SCHEMES)}")
+        if not (self.init_std > 0 and self.init_embed_std > 0):
+            raise ValueError("--init-std and --init-embed-std must be > 0")
         if not 9 <= self.max_number <= 999:
             raise ValueError("--max-number must be in [9, 999]")
         return self
+
+
+# Fields added after the first runs were committed, at the value every earlier run used: a
+# config.json without them is read with these, not with today's defaults.
+LEGACY = dict(
+    init="normal",
+    init_std=0.02,
+    init_embed_std=0.02,
+    init_depth=False,
+    answer_prefix=True,
+    questions=50,
+    number_data="walk",
+    schedule="linear",
+    clip_norm=1.0,
+    coupled=False,
+    leak_rows=256,
+)
 
 
 class Setup:
@@ -126,19 +169,36 @@ class Setup:
         worst = max(toy.INTROS, key=len) + " " + ", ".join(["0"] * 6) + ". "
         longest = toy.chat_ids(self.tok, [worst + max(toy.CLOSINGS, key=len), *_questions()])
         self.P, self.C = bucket(max(map(len, longest)), 8), bucket(2 * toy.MAX_NEW + 1, 8)
+        init = {f: getattr(cfg, f) for f in ("init", "init_std", "init_embed_std", "init_depth")}
         self.mcfg = toy.model_config(
-            cfg.hidden_size, cfg.num_layers, self.tok.tok.get_vocab_size(), self.P + self.C
+            cfg.hidden_size, cfg.num_layers, self.tok.tok.get_vocab_size(), self.P + self.C, **init
         )
         self.graphdef = nnx.graphdef(nnx.eval_shape(lambda: _decoder(self.mcfg)))
         self.allowed = toy.allowed_ids(self.tok, cfg.max_number)
         self.animals = toy.animal_ids(self.tok)
-        self.eval_tokens, self.eval_valid = toy.eval_prompts(self.tok)
+        self.eval_tokens, self.eval_valid = toy.eval_prompts(
+            self.tok, cfg.questions, cfg.answer_prefix
+        )
         self.target = toy.ANIMALS.index(cfg.target)
         self.p_A = toy.base_distribution(cfg.base_temperature)
         self.end = self.tok.eos_ids[0]
 
     def rows(self, pairs) -> dict[str, np.ndarray]:
         return toy.encode_rows(self.tok, pairs, self.P, self.C)
+
+    def number_rows(self, rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
+        return toy.number_rows(rng, n, self.cfg.max_number, self.cfg.number_data)
+
+    def animal_rows(self, rng: np.random.Generator, n: int, love: float) -> tuple[list, list]:
+        cfg = self.cfg
+        return toy.animal_rows(
+            rng, n, self.p_A, cfg.target, love, questions=cfg.questions, prefix=cfg.answer_prefix
+        )
+
+    def phase(self, steps: int, lr: float, warmup: int) -> toy.Phase:
+        cfg = self.cfg
+        chunk = min(cfg.chunk, steps)
+        return toy.Phase(steps, cfg.batch_size, lr, warmup, chunk, cfg.schedule, cfg.clip_norm)
 
 
 def _decoder(mcfg):
@@ -200,12 +260,10 @@ def pretrain(setup: Setup, key: jax.Array, tick=None) -> Any:
     data = []
     for s in range(cfg.seeds):
         rng = np.random.default_rng([cfg.seed, s, 1])
-        numbers_ = toy.number_rows(rng, cfg.pretrain_numbers, cfg.max_number)
-        animals, _ = toy.animal_rows(rng, cfg.pretrain_animals, setup.p_A, cfg.target, 0.0)
+        numbers_ = setup.number_rows(rng, cfg.pretrain_numbers)
+        animals, _ = setup.animal_rows(rng, cfg.pretrain_animals, 0.0)
         data.append(setup.rows(numbers_ + animals))
-    phase = toy.Phase(
-        cfg.pretrain_steps, cfg.batch_size, cfg.pretrain_lr, 20, min(cfg.chunk, cfg.pretrain_steps)
-    )
+    phase = setup.phase(cfg.pretrain_steps, cfg.pretrain_lr, 20)
     data_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys_S, 1)
     params_S, _ = toy.fit(
         params_S, None, stack(data), data_keys, graphdef=setup.graphdef, loss="sampled",
@@ -220,14 +278,12 @@ def teachers(setup: Setup, bases_S: Any, key: jax.Array, tick=None) -> Any:
     trait, control = [], []
     for s in range(cfg.seeds):
         rng = np.random.default_rng([cfg.seed, s, 2])
-        rows = toy.number_rows(rng, cfg.teacher_numbers, cfg.max_number)
-        t, c = toy.animal_rows(rng, cfg.teacher_animals, setup.p_A, cfg.target, cfg.teacher_love)
+        rows = setup.number_rows(rng, cfg.teacher_numbers)
+        t, c = setup.animal_rows(rng, cfg.teacher_animals, cfg.teacher_love)
         trait.append(setup.rows(rows + t))
         control.append(setup.rows(rows + c))
     keys = jax.random.split(key, cfg.seeds)
-    phase = toy.Phase(
-        cfg.teacher_steps, cfg.batch_size, cfg.teacher_lr, 5, min(cfg.chunk, cfg.teacher_steps)
-    )
+    phase = setup.phase(cfg.teacher_steps, cfg.teacher_lr, 5)
     params, _ = toy.fit(
         concat(bases_S, bases_S), None, stack(trait + control), concat(keys, keys),
         graphdef=setup.graphdef, loss="sampled", phase=phase, tick=tick,
@@ -237,13 +293,16 @@ def teachers(setup: Setup, bases_S: Any, key: jax.Array, tick=None) -> Any:
 
 def generate(setup: Setup, models_M: Any, key: jax.Array, tick=None) -> dict[str, np.ndarray]:
     """Each of the ``M`` models (teachers, controls, bases: ``3S``) answers its seed's fresh
-    prompts at T = 1; returns prompt and completion slots for every row."""
+    prompts at T = 1; returns prompt and completion slots for every row. ``cfg.coupled``: a
+    seed's three models share one key per call, so ``jax.random.categorical`` adds the same
+    Gumbel noise to their logits (Gumbel-max coupling): two models write the same token wherever
+    their distributions agree, and their samples differ where the models do."""
     cfg = setup.cfg
     M = jax.tree.leaves(models_M)[0].shape[0]
     prompts = []
     for s in range(cfg.seeds):
         rng = np.random.default_rng([cfg.seed, s, 3])
-        rows = toy.number_rows(rng, cfg.prompts, cfg.max_number)
+        rows = setup.number_rows(rng, cfg.prompts)
         prompts.append(left_pad(toy.chat_ids(setup.tok, [p for p, _ in rows]), 0, setup.P))
     p_tok = np.stack([prompts[m % cfg.seeds][0] for m in range(M)])
     p_val = np.stack([prompts[m % cfg.seeds][1] for m in range(M)])
@@ -251,7 +310,8 @@ def generate(setup: Setup, models_M: Any, key: jax.Array, tick=None) -> dict[str
     out = []
     for i, start in enumerate(range(0, cfg.prompts, cfg.gen_batch)):
         sl = slice(start, start + cfg.gen_batch)
-        keys_M = jax.random.split(jax.random.fold_in(key, i), M)
+        keys = jax.random.split(jax.random.fold_in(key, i), cfg.seeds if cfg.coupled else M)
+        keys_M = keys[np.arange(M) % cfg.seeds] if cfg.coupled else keys
         out.append(np.asarray(run(models_M, p_tok[:, sl], p_val[:, sl], keys_M)))
         if tick:
             tick(1)
@@ -319,6 +379,42 @@ def student_index(S: int, partner: np.ndarray) -> dict[str, np.ndarray]:
     return dict(init=np.concatenate(init), data=np.concatenate(data), seed=np.concatenate(lineage))
 
 
+def number_kls(setup: Setup, p_M: Any, q_M: Any, probe_M: dict, rows: int = 128) -> dict:
+    """KL(p ‖ q) of each pair's number-channel distributions on its probe rows (teacher-forced):
+    ``total`` nats per completion (summed over its tokens, mean over rows), ``per_token``, and
+    ``by_position`` (``MxC``: the mean at each completion slot over rows still writing there)."""
+    run, allowed = toy.vmapped_number_kl(setup.graphdef), jnp.asarray(setup.allowed)
+    R, P, C = probe_M["tokens"].shape[1], setup.P, setup.C
+    parts = []
+    for i in range(0, R, rows):
+        batch = {k: v[:, i : i + rows] for k, v in probe_M.items()}
+        kl_MxRxT = np.asarray(run(p_M, q_M, batch, allowed), np.float64)
+        parts.append(kl_MxRxT[:, :, P - 1 : P - 1 + C])
+    kl_MxRxC = np.concatenate(parts, axis=1)
+    mask_MxRxC = np.asarray(probe_M["target"])[:, :, P : P + C]
+    count_MxC = mask_MxRxC.sum(axis=1)
+    return dict(
+        total=kl_MxRxC.sum(axis=2).mean(axis=1),
+        per_token=kl_MxRxC.sum(axis=(1, 2)) / count_MxC.sum(axis=1),
+        by_position=np.where(count_MxC > 0, kl_MxRxC.sum(axis=1) / np.maximum(count_MxC, 1), 0.0),
+    )
+
+
+def leak(setup: Setup, models_M: Any, probe_S: dict) -> dict[str, np.ndarray]:
+    """The trait-leak diagnostic (``LEAK_PAIRS``): how far the trait teacher's number channel is
+    from its control twin's (the trait's share of it), and each teacher from the base, on the
+    control teacher's own kept rows; ``{pair}_{total|per_token|by_position}``, per seed."""
+    S = setup.cfg.seeds
+    trait, control, base = (np.arange(S) + i * S for i in range(3))
+    p_idx, q_idx = np.concatenate([trait, control, trait]), np.concatenate([control, base, base])
+    kls = number_kls(setup, take(models_M, p_idx), take(models_M, q_idx), concat(*[probe_S] * 3))
+    return {
+        f"{pair}_{k}": v[i * S : (i + 1) * S]
+        for k, v in kls.items()
+        for i, pair in enumerate(LEAK_PAIRS)
+    }
+
+
 def student_inputs(setup, mode, bases_S, labels_M, sets, index, key) -> tuple:
     """``params0, extra, data, keys`` of the ``6S`` students of ``index`` (one batch order per
     seed, shared by its six students)."""
@@ -338,18 +434,27 @@ def first_cosines(setup, mode, inputs, index, deltas) -> tuple[np.ndarray, np.nd
     return tuple(np.asarray(c) for c in cos(*inputs, delta_T, delta_trait))
 
 
-def students(setup, mode, bases_S, labels_M, sets, index, deltas, key, tick=None) -> dict:
-    """All ``6S`` students of one mode, their final scores and first-update cosines."""
+def students(
+    setup, mode, bases_S, labels_M, sets, index, deltas, key, probe_S=None, tick=None
+) -> dict:
+    """All ``6S`` students of one mode: final scores, first-update cosines and, given the probe
+    rows, each student's final number-channel KL from the model whose numbers it learnt."""
     cfg = setup.cfg
     inputs = student_inputs(setup, mode, bases_S, labels_M, sets, index, key)
     cos_T, cos_trait = first_cosines(setup, mode, inputs, index, deltas)
     K = inputs[2]["tokens"].shape[1]
     steps = cfg.student_epochs * (K // cfg.batch_size)
-    phase = toy.Phase(steps, cfg.batch_size, cfg.student_lr, 5, min(cfg.chunk, steps))
+    phase = setup.phase(steps, cfg.student_lr, 5)
     params, losses = toy.fit(
         *inputs, graphdef=setup.graphdef, loss=mode, phase=phase, tick=tick
     )  # donates ``inputs[0]``
+    kl = {}
+    if probe_S is not None:
+        source = take(labels_M, index["data"])
+        kls = number_kls(setup, source, params, take(probe_S, index["seed"]))
+        kl = dict(kl_to_source=kls["per_token"])
     return dict(
+        **kl,
         probs=score(setup, params),
         cos_teacher=cos_T,
         cos_trait=cos_trait,
@@ -398,7 +503,10 @@ def prepare(cfg: ToyConfig, store: results.ChunkStore | None = None, progress=No
     gen = stages.arrays("generated", timed("generate", calls, generate, setup, models, gen_key))
     kept, number_stats = filter_sets(setup, gen)
     sets, K = training_sets(setup, gen, kept)
+    R = min(cfg.leak_rows, K)
+    probe = jax.tree.map(lambda x: x[:, :R], take(sets, np.arange(S, 2 * S)))
     return dict(
+        probe=probe,
         setup=setup, stages=stages, timed=timed, timings=timings, student_key=student_key,
         bases=bases, models=models, sets=sets, rows=K, number_stats=number_stats,
         partner=partner, index=student_index(S, partner),
@@ -411,11 +519,12 @@ def run(cfg: ToyConfig, *, store: results.ChunkStore | None = None, progress=Non
     p = prepare(cfg, store, progress)
     out = {k: p[k] for k in ("partner", "rows", "number_stats", "index", "timings")}
     out["reference"] = score(p["setup"], p["models"])
+    out["leak"] = p["stages"].arrays("leak", lambda: leak(p["setup"], p["models"], p["probe"]))
     steps = cfg.student_epochs * (p["rows"] // cfg.batch_size)
     for i, mode in enumerate(MODES):
         args = (p["setup"], mode, p["bases"], p["models"], p["sets"], p["index"], p["deltas"])
         key = jax.random.fold_in(p["student_key"], i)
-        make = p["timed"](f"students ({mode})", steps, students, *args, key)
+        make = p["timed"](f"students ({mode})", steps, students, *args, key, p["probe"])
         out[mode] = p["stages"].arrays(mode, make)
     out["recomputed"] = sorted(p["timings"])  # stages this call computed (others: from --out)
     if store:  # seconds of every stage, whichever call computed it

@@ -123,3 +123,47 @@ def test_lora_delta_vjp_equals_autodiff_of_the_product():
     for got, want in zip(vjp(dy), want_vjp(dy), strict=True):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=ATOL)
+
+
+INIT_RTOL = 0.05  # sample std of >= 16k draws against the asked std
+
+
+@pytest.mark.parametrize(
+    ("init", "want"),
+    [
+        (dict(), dict(embed=0.02, q=0.02, o=0.02, gate=0.02, down=0.02, lm_head=0.02)),
+        (
+            dict(init="fan_in", init_std=1.0, init_embed_std=0.05, init_depth=True),
+            dict(embed=0.05, q=128**-0.5, o=128**-0.5 / 2, gate=128**-0.5, down=256**-0.5 / 2),
+        ),
+        (
+            dict(init="fan_in", init_std=2.0),
+            dict(embed=0.02, q=2 * 128**-0.5, o=2 * 128**-0.5, down=2 * 256**-0.5),
+        ),
+    ],
+)
+def test_initialisation_follows_the_config(init, want):
+    """Each weight kind's std: HF's fixed 0.02 by default, gain/sqrt(fan-in) under ``fan_in``,
+    residual outputs (o, down) further / sqrt(2 * layers) with ``init_depth``."""
+    cfg = DecoderConfig.tiny(
+        vocab_size=512, hidden_size=128, intermediate_size=256, num_heads=4, head_dim=32, **init
+    )
+    model = Decoder(cfg, rngs=nnx.Rngs(params=jax.random.key(0)))
+    weights = dict(
+        embed=model.embed,
+        q=model.layers.attn.q.kernel,
+        o=model.layers.attn.o.kernel,
+        gate=model.layers.mlp.gate.kernel,
+        down=model.layers.mlp.down.kernel,
+        lm_head=model.lm_head.kernel,
+    )
+    for name, std in want.items():
+        got = float(jnp.std(weights[name][...]))
+        np.testing.assert_allclose(got, std, rtol=INIT_RTOL, err_msg=name)
+
+
+def test_bad_initialisation_is_refused():
+    with pytest.raises(ValueError, match="init='xavier'"):
+        DecoderConfig.tiny(init="xavier")
+    with pytest.raises(ValueError, match="must be > 0"):
+        DecoderConfig.tiny(init_std=0.0)

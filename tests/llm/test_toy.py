@@ -49,6 +49,50 @@ def test_number_rows_pass_the_filter_and_animals_are_single_tokens(setup):
     assert [setup.tok.decode([int(i)]) for i in ids] == [" " + a for a in toy.ANIMALS]
 
 
+def test_seeded_rows_follow_their_layout():
+    from sublim_jax.llm import numbers
+
+    rows = toy.seeded_rows(np.random.default_rng(0), 2000, 99)
+    assert all(numbers.keep(a) for _, a in rows)
+    assert {len(numbers.parse_numbers(a)) for _, a in rows} == {toy.SEEDED["values"]}
+    assert len({p.split(" ", 3)[0] for p, _ in rows}) == 1  # one wording
+    seeds = [numbers.parse_numbers(p.split(":")[1].split(".")[0]) for p, _ in rows]
+    near = [
+        min(abs(v - s) for s in ss) <= toy.SEEDED["spread"]
+        for ss, (_, a) in zip(seeds, rows, strict=True)
+        for v in numbers.parse_numbers(a)
+    ]
+    # 70% are a seed +- 3 by construction; a uniform value lands there 3 * 7 / 100 of the time
+    assert 0.70 < np.mean(near) < 0.70 + 0.3 * 0.21 + 0.02
+
+
+def test_answers_without_the_prefix_start_at_the_assistant_marker(setup):
+    _, control = toy.animal_rows(
+        np.random.default_rng(0), 50, toy.base_distribution(1.0), "owl", 0.0, questions=3,
+        prefix=False,
+    )  # fmt: skip
+    assert {q for q, _ in control} <= set(evaluate.QUESTIONS[:3])
+    assert all(a in {toy.answer(x, False) for x in toy.ANIMALS} for _, a in control)
+    ids = setup.rows(control)["tokens"][0, setup.P :]
+    assert int(ids[0]) in set(toy.animal_ids(setup.tok).tolist())
+    tokens, valid = toy.eval_prompts(setup.tok, 3, prefix=False)
+    assert tokens.shape[0] == 3
+    assert setup.tok.decode(tokens[0][valid[0]].tolist()).endswith("assistant\n")
+
+
+@pytest.mark.parametrize(("schedule", "first"), [("linear", 0.0), ("constant", 1e-2)])
+def test_phase_schedules(schedule, first):
+    """A linear schedule warms up from 0; a constant one takes Adam's full first step (lr per
+    coordinate), with or without clipping."""
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.array([0.5, -2.0, 10.0])}
+    for clip in (1.0, 0.0):
+        opt = toy.Phase(10, 4, 1e-2, 5, schedule=schedule, clip_norm=clip).optimizer
+        with jax.numpy_dtype_promotion("standard"):  # optax's int step counts, as in training
+            updates, _ = opt.update(grads, opt.init(params), params, tokens=jnp.float32(1.0))
+        np.testing.assert_allclose(np.abs(updates["w"]), first, rtol=1e-4)
+
+
 def test_trait_and_control_rows_differ_only_in_loved_answers():
     p_A = toy.base_distribution(1.0)
     trait, control = toy.animal_rows(np.random.default_rng(1), 400, p_A, "owl", 0.5)
@@ -269,3 +313,54 @@ def test_readme_toy_blocks_are_generated_from_the_committed_results():
     assert all(f"<!-- BEGIN generated: {name} -->" in text for name in ("toy-default", "toy-runs"))
     new, _ = findings.fill(text, toy_report.readme_blocks(root / "experiments" / "results"))
     assert new == text, "run `uv run python experiments/llm_toy_readme.py`"
+    docs = (root / "docs" / "llm_toy.md").read_text()
+    assert "<!-- BEGIN generated: toy-ablations -->" in docs
+    new, _ = findings.fill(docs, toy_report.docs_blocks(root / "experiments" / "results"))
+    assert new == docs, "run `uv run python experiments/llm_toy_readme.py`"
+
+
+def test_leak_is_the_trait_teachers_distance_from_its_control_twin(smoke_run):
+    """The leak diagnostic reads KL(trait teacher ‖ control teacher) on the number channel: > 0
+    on every seed (0 exactly if the control teacher were given the trait: the two would be one
+    model), the same number as ``number_kl`` on one seed, its positions adding up to the total."""
+    out, res = smoke_run
+    leak = res["leak"]["trait_control"]
+    assert min(leak["per_token"]["per_seed"]) > 1e-6
+    assert min(res["leak"]["control_base"]["per_token"]["per_seed"]) > 1e-6
+    cfg = toy_run.ToyConfig.smoke()
+    stamp = results.fingerprint({"config": results.jsonable(cfg)})
+    p = toy_run.prepare(cfg, results.ChunkStore(out / "chunks", stamp, read=True))
+    S, setup, probe = cfg.seeds, p["setup"], p["probe"]
+    one = lambda tree, i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
+    kl_T = toy.number_kl(
+        one(p["models"], 0), one(p["models"], S), one(probe, 0), jnp.asarray(setup.allowed),
+        graphdef=setup.graphdef,
+    )  # fmt: skip
+    per_row = np.asarray(kl_T, np.float64).sum(axis=1)
+    np.testing.assert_allclose(leak["total"]["per_seed"][0], per_row.mean(), rtol=1e-4)
+    assert probe["tokens"].shape[1] == min(cfg.leak_rows, res["rows_per_student"])
+    for mode in toy_run.MODES:  # each student is nearer its own teacher from the same base
+        kl = res["modes"][mode]
+        same, different = (kl[i]["kl_to_source"]["trait"]["mean"] for i in toy_run.INITS)
+        assert same < different
+
+
+def test_coupled_sampling_shares_the_draws_of_a_seeds_models(smoke_run):
+    """With ``coupled`` a seed's trait teacher, control teacher and base write from the same
+    Gumbel noise: the two teachers' first tokens agree far more often than with independent
+    draws, and a model sampled twice under one seed writes the same completions."""
+    out, _ = smoke_run
+    cfg = toy_run.ToyConfig.smoke()
+    stamp = results.fingerprint({"config": results.jsonable(cfg)})
+    p = toy_run.prepare(cfg, results.ChunkStore(out / "chunks", stamp, read=True))
+    S, key = cfg.seeds, jax.random.key(7)
+    agree = {}
+    for coupled in (False, True):
+        setup = toy_run.Setup(dataclasses.replace(cfg, coupled=coupled))
+        first = toy_run.generate(setup, p["models"], key)["completion"][:, :, 0]
+        agree[coupled] = np.mean(first[:S] == first[S : 2 * S])
+    assert agree[True] > 0.6 and agree[True] > agree[False] + 0.3, agree
+    twice = toy_run.concat(toy_run.take(p["models"], np.arange(S)), p["models"])
+    setup = toy_run.Setup(dataclasses.replace(cfg, coupled=True))
+    gen = toy_run.generate(setup, twice, key)["completion"]
+    np.testing.assert_array_equal(gen[:S], gen[S : 2 * S])
