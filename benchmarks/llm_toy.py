@@ -30,12 +30,13 @@ def pretrain_chunk(cfg: toy_run.ToyConfig, repeats: int) -> dict:
     setup = toy_run.Setup(cfg)
     keys = jax.random.split(jax.random.key(0), cfg.seeds)
     params = jax.vmap(lambda k: toy.init_params(setup.mcfg, k))(keys)
-    rows = toy.number_rows(np.random.default_rng(0), 512, cfg.max_number)
+    rows = setup.number_rows(np.random.default_rng(0), 512)
     one = setup.rows(rows)
     data = {k: jnp.asarray(np.stack([v] * cfg.seeds)) for k, v in one.items()}
 
     def program(chunk: int):
-        phase = toy.Phase(cfg.pretrain_steps, cfg.batch_size, cfg.pretrain_lr, 20, chunk)
+        phase = setup.phase(cfg.pretrain_steps, cfg.pretrain_lr, 20)
+        phase = dataclasses.replace(phase, chunk=chunk)
         fn = jax.vmap(
             lambda p, o, d, k: toy.train_chunk(
                 p, o, None, d, k, 0, graphdef=setup.graphdef, loss="sampled", phase=phase

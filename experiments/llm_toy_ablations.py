@@ -8,10 +8,11 @@
 Each run is ``sublim-jax llm toy FLAGS --out experiments/results/llm_toy_ablations/NAME
 --resume``: a killed run resumes from its finished stages, a finished one is skipped. ~10-25 min
 per run at 10 seeds on 2 idle cores (the table in ``docs/llm_toy.md`` gives each run's minutes).
-``legacy`` is the design every toy run before issue 21 used; each ``legacy_*`` run changes one
-thing of it; ``default`` is today's default preset, and each ``no_*`` run puts one of its
-changes back to the legacy value (leave-one-out), so both directions of every choice are
-measured. The tables in ``docs/llm_toy.md`` are generated from these folders.
+``legacy`` is the design every toy run before issue 21 used; ``legacy_fan_in`` changes its
+initialisation alone, and each ``fan_in_*`` run adds one change to the run it extends;
+``default`` is today's default preset, and each ``default_*`` run puts one of its choices back
+to the legacy value (leave-one-out), so both directions of a choice are measured. The tables in
+``docs/llm_toy.md`` are generated from these folders.
 """
 
 import argparse
@@ -21,7 +22,9 @@ from pathlib import Path
 
 from sublim_jax import cli
 
-ROOT = Path(__file__).resolve().parent / "results" / "llm_toy_ablations"
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS / "llm_toy_ablations"
+HOMES = {"legacy": RESULTS / "llm_toy_legacy", "default": RESULTS / "llm_toy"}  # README's runs
 FAN_IN = ["--init", "fan_in", "--init-std", "1", "--init-embed-std", "0.05", "--init-depth"]
 LEGACY = [
     *("--init", "normal", "--init-std", "0.02", "--init-embed-std", "0.02", "--no-init-depth"),
@@ -29,6 +32,8 @@ LEGACY = [
     *("--clip-norm", "1", "--no-coupled"),
 ]
 RUNS: dict[str, list[str]] = {
+    "legacy": LEGACY,
+    "default": [],
     "legacy_fan_in": [*LEGACY, *FAN_IN],
     "fan_in_coupled": [*LEGACY, *FAN_IN, "--coupled"],
     "fan_in_coupled_no_prefix": [*LEGACY, *FAN_IN, "--coupled", "--no-answer-prefix"],
@@ -36,6 +41,23 @@ RUNS: dict[str, list[str]] = {
         *(LEGACY + FAN_IN),
         *("--coupled", "--no-answer-prefix", "--questions", "1"),
     ],
+    "fan_in_coupled_no_prefix_rows1024": [
+        *(LEGACY + FAN_IN),
+        *("--coupled", "--no-answer-prefix", "--prompts", "1024", "--student-epochs", "5"),
+    ],
+    "fan_in_coupled_no_prefix_pretrain200": [
+        *(LEGACY + FAN_IN),
+        *("--coupled", "--no-answer-prefix", "--pretrain-steps", "200"),
+    ],
+    "fan_in_coupled_no_prefix_seeded": [
+        *(LEGACY + FAN_IN),
+        *("--coupled", "--no-answer-prefix", "--number-data", "seeded"),
+    ],
+    "default_normal_init": [
+        *("--init", "normal", "--init-std", "0.02", "--init-embed-std", "0.02", "--no-init-depth")
+    ],
+    "default_independent": ["--no-coupled"],
+    "default_prefix": ["--answer-prefix"],
     "fan_in_coupled_no_prefix_constant": [
         *(LEGACY + FAN_IN),
         *("--coupled", "--no-answer-prefix", "--schedule", "constant", "--clip-norm", "0"),
@@ -58,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print(name, " ".join(flags))
             continue
-        out = ROOT / name
+        out = HOMES.get(name, ROOT / name)
         if (out / "results.json").is_file():
             print(f"{name}: finished, skipped")
             continue

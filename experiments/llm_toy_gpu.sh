@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Issue 11's GPU runs, for a lent GPU machine with a CUDA jax (run from source: nothing is
-# installed there): the toy language model's `paper` preset (~9 CPU hours) and the `default`
-# preset at 50-200 seeds, each about 2-3 minutes on one H200. Most run in pairs on the one GPU,
+# The toy language model's GPU runs, for a lent GPU machine with a CUDA jax (run from source:
+# nothing is installed there). First today's default preset at 200 seeds (issue 21); then issue
+# 11's runs of the legacy design (`--preset legacy`, the `paper` sizes with the legacy
+# initialisation, answer prefix and independent sampling): `paper` (~9 CPU hours) and the
+# default sizes at 50-200 seeds, each about 2-3 minutes on one H200. Most run in pairs on the one GPU,
 # so a run's stage minutes are an upper bound on its time alone (for the committed results,
 # paper shared the GPU with a seeds200 run that failed at --gen-batch 512, hidden128 with
-# epochs30; seeds200 and prompts8192 ran alone); ~11 minutes in all.
+# epochs30; seeds200 and prompts8192 ran alone).
 #
-#   OUT=DIR bash experiments/llm_toy_gpu.sh
+#   OUT=DIR bash experiments/llm_toy_gpu.sh                  # ~14 minutes in all
+#   OUT=DIR ONLY_DEFAULT=1 bash experiments/llm_toy_gpu.sh   # the default at 200 seeds only
 #
 # Writes to OUT, for each run NAME: NAME.log (everything printed, with the wall time) and
 # NAME.tgz (the run folder without chunks/, which is too big to return), to be unpacked as
@@ -32,10 +35,14 @@ part() {  # part NAME ARGS...: one `llm toy` run under the time limit, then its 
   $py -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
 } >"$OUT/gpu.log" 2>&1
 # --gen-batch 128 at 100-200 seeds: sampling holds a KV cache per model and prompt (3 per seed)
-part paper --preset paper &
-part seeds200 --preset default --seeds 200 --gen-batch 128 &
+part default_seeds200 --preset default --seeds 200 --gen-batch 128
+[ "${ONLY_DEFAULT:-0}" = 1 ] && exit 0
+legacy=(--init normal --init-std 0.02 --init-embed-std 0.02 --no-init-depth --answer-prefix
+  --number-data walk --no-coupled)  # ToyConfig.LEGACY, on the paper preset's sizes
+part paper --preset paper "${legacy[@]}" &
+part seeds200 --preset legacy --seeds 200 --gen-batch 128 &
 wait
-part hidden128_seeds100 --preset default --seeds 100 --hidden-size 128 --gen-batch 128 &
-part epochs30_seeds100 --preset default --seeds 100 --student-epochs 30 --gen-batch 128 &
+part hidden128_seeds100 --preset legacy --seeds 100 --hidden-size 128 --gen-batch 128 &
+part epochs30_seeds100 --preset legacy --seeds 100 --student-epochs 30 --gen-batch 128 &
 wait
-part prompts8192_seeds50 --preset default --seeds 50 --prompts 8192 --student-epochs 3
+part prompts8192_seeds50 --preset legacy --seeds 50 --prompts 8192 --student-epochs 3

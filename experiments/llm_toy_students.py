@@ -3,7 +3,7 @@ finished default run's bases, teachers and filtered numbers (read from its ``--o
 
     uv run sublim-jax llm toy --out runs/llm_toy_default            # once (~14 min, 2 cores)
     uv run python experiments/llm_toy_students.py runs/llm_toy_default 1e-3 30 distill \\
-        experiments/results/llm_toy/students_lr1e-3_30ep.json      # ~17 min, 2 idle cores
+        experiments/results/llm_toy_legacy/students_lr1e-3_30ep.json      # ~17 min, 2 idle cores
 
 Prints and saves, per mode and init, the trait student's shift against the control-teacher
 student and against the own-base student (mean, 95% CI and per-seed values), the paired

@@ -93,14 +93,14 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
 
 def command_line(prefix: str, cls: type, cfg: Any, preset: str | None = None) -> str:
     """``prefix --preset P`` and a flag for every field of ``cfg`` that differs from preset
-    ``P`` (``preset`` or, when None, the preset needing the fewest flags): the command that
-    rebuilds ``cfg``, for the summaries a run writes."""
+    ``P`` (``preset`` or, when None, the preset of ``cls.PRESETS`` needing the fewest flags):
+    the command that rebuilds ``cfg``, for the summaries a run writes."""
 
     def changed(name: str) -> list[dataclasses.Field]:
         base = getattr(cls, name)()
         return [f for f in dataclasses.fields(cls) if getattr(cfg, f.name) != getattr(base, f.name)]
 
-    presets = [n for n in ("smoke", "default", "paper") if hasattr(cls, n)]
+    presets = getattr(cls, "PRESETS", [n for n in ("smoke", "default", "paper") if hasattr(cls, n)])
     preset = preset or min(presets, key=lambda n: len(changed(n)))
     parts = [prefix, "--preset", preset]
     for f in changed(preset):

@@ -4,12 +4,14 @@ Dimensions: S stacked models (seeds), N rows, B batch, P prompt slots (left-padd
 slots (right-padded), T = P + C, V vocabulary, Q questions, A allowed (number-channel) tokens.
 
 Every row of every dataset has one layout, ``[prompt | completion]`` in ``T`` slots, so one
-compiled program serves pre-training, the teachers and every student. A number prompt asks to
-continue a random walk on 0..``max_number`` (3-6 seed values, one of three separators); its
-answer is the walk's next 1-10 values. An animal row asks one of ``evaluate.QUESTIONS`` and
-answers "My favorite animal is X." with X from the base distribution (or, for a trait teacher,
-mostly the target). The functions below are pure functions of parameter pytrees, vmapped over a
-leading seed axis by ``toy_run``.
+compiled program serves pre-training, the teachers and every student. A number prompt gives 3
+seed values on 0..``max_number`` and its answer 5 more, each a seed ± 3 or uniform
+(``seeded_rows``), or it asks to continue a random walk (3-6 seed values, one of three
+separators, varied wordings) for 1-10 more values (``number_rows``' ``"walk"``). An animal row
+asks one of ``evaluate.QUESTIONS`` and answers " X." right after the assistant marker, where
+number answers start too (or "My favorite animal is X.": ``answer``), with X from the base
+distribution (or, for a trait teacher, mostly the target). The functions below are pure
+functions of parameter pytrees, vmapped over a leading seed axis by ``toy_run``.
 """
 
 import dataclasses
@@ -120,6 +122,16 @@ def number_rows(
     return out
 
 
+def longest_number_row(structure: str = "walk") -> tuple[str, int]:
+    """The longest number prompt ``number_rows`` can write (values are single tokens) and the
+    most values an answer holds: the slots a config's rows need."""
+    if structure == "seeded":
+        values = ", ".join(["0"] * SEEDED["seeds"])
+        return f"{INTROS[0]} {values}. {CLOSINGS[0]}", SEEDED["values"]
+    values = ", ".join(["0"] * 6)
+    return f"{max(INTROS, key=len)} {values}. {max(CLOSINGS, key=len)}", MAX_NEW
+
+
 def seeded_rows(rng: np.random.Generator, n: int, max_number: int) -> list[tuple[str, str]]:
     """``n`` rows of one layout: 3 seed values, then 5 values each a seed ± 3 (probability 0.7)
     or uniform on ``0..max_number``, comma-separated."""
@@ -208,21 +220,24 @@ def init_params(graphdef_cfg: DecoderConfig, key: jax.Array) -> nnx.State:
 # ---- losses: summed over target tokens, so ``training.accumulate`` divides by their count ----
 
 
-def ce_loss(params, extra, graphdef, batch) -> tuple[jax.Array, dict]:
-    """Completion-only cross-entropy of the sampled tokens (``extra`` unused)."""
+def ce_loss(params, extra, graphdef, batch, last: int = 0) -> tuple[jax.Array, dict]:
+    """Completion-only cross-entropy of the sampled tokens (``extra`` unused). ``last``: the
+    targets lie in a row's last ``last - 1`` slots, so only those positions' logits are
+    computed (0: every position's)."""
     del extra
-    logp_BxT = token_logprobs(
-        forward(nnx.merge(graphdef, params), batch["tokens"], batch["valid"]), batch["tokens"]
-    )
+    model, tokens_BxT = nnx.merge(graphdef, params), batch["tokens"]
+    logp_BxT = token_logprobs(forward(model, tokens_BxT, batch["valid"], last or None), tokens_BxT)
     count = jnp.sum(batch["target"].astype(jnp.float32))
     nll = -jnp.sum(jnp.where(batch["target"], logp_BxT, 0.0))
     return nll, dict(loss=nll / jnp.maximum(count, 1.0), tokens=count)
 
 
-def number_logprobs(params, graphdef, batch, allowed_A) -> jax.Array:
-    """Next-token log-probabilities renormalised over the allowed ids (``BxT-1xA``)."""
-    logits_BxTxV = forward(nnx.merge(graphdef, params), batch["tokens"], batch["valid"])
-    return jax.nn.log_softmax(jnp.take(logits_BxTxV[:, :-1], allowed_A, axis=2), axis=-1)
+def number_logprobs(params, graphdef, batch, allowed_A, C: int | None = None) -> jax.Array:
+    """Next-token log-probabilities renormalised over the allowed ids, predicting every token
+    after the first (``BxT-1xA``) or a row's last ``C`` tokens alone (``BxCxA``)."""
+    last = None if C is None else C + 1
+    logits_BxKxV = forward(nnx.merge(graphdef, params), batch["tokens"], batch["valid"], last)
+    return jax.nn.log_softmax(jnp.take(logits_BxKxV[:, :-1], allowed_A, axis=2), axis=-1)
 
 
 def number_kl(params_p, params_q, batch, allowed_A, *, graphdef) -> jax.Array:
@@ -240,18 +255,39 @@ def vmapped_number_kl(graphdef):
     return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None)))
 
 
-def distill_loss(params, extra, graphdef, batch) -> tuple[jax.Array, dict]:
+def distill_loss(params, extra, graphdef, batch, last: int = 0) -> tuple[jax.Array, dict]:
     """KL(p_T ‖ p_S) at every completion position, both renormalised over the allowed ids
-    ``extra[1]`` (numbers, separators, end): no probability on an animal token is distilled.
-    ``extra[0]`` are the teacher's parameters."""
-    teacher, allowed_A = extra
-    logq_BxTxA = jax.lax.stop_gradient(number_logprobs(teacher, graphdef, batch, allowed_A))
-    logp_BxTxA = number_logprobs(params, graphdef, batch, allowed_A)
-    kl_BxT = jnp.sum(jnp.exp(logq_BxTxA) * (logq_BxTxA - logp_BxTxA), axis=-1)
-    mask_BxT = batch["target"][:, 1:]
-    count = jnp.sum(mask_BxT.astype(jnp.float32))
-    total = jnp.sum(jnp.where(mask_BxT, kl_BxT, 0.0))
+    ``extra`` (numbers, separators, end): no probability on an animal token is distilled. The
+    teacher's side is ``batch["teacher_logq"]`` (``BxCxA``, ``teacher_targets``: the completion
+    slots are a row's last ``C``; ``last`` unused: only their logits are computed)."""
+    del last
+    logq_BxCxA = batch["teacher_logq"]
+    C = logq_BxCxA.shape[1]
+    logp_BxCxA = number_logprobs(params, graphdef, batch, extra, C)
+    kl_BxC = jnp.sum(jnp.exp(logq_BxCxA) * (logq_BxCxA - logp_BxCxA), axis=-1)
+    mask_BxC = batch["target"][:, -C:]
+    count = jnp.sum(mask_BxC.astype(jnp.float32))
+    total = jnp.sum(jnp.where(mask_BxC, kl_BxC, 0.0))
     return total, dict(loss=total / jnp.maximum(count, 1.0), tokens=count)
+
+
+def teacher_targets(teacher, data, allowed_A, *, graphdef, C: int, rows: int = 64) -> jax.Array:
+    """The teacher's number-channel log-probabilities predicting each row's last ``C`` tokens
+    (``KxCxA``): the distillation target, computed once per row instead of once per visit."""
+    K = data["tokens"].shape[0]
+    pad = -K % rows
+    blocks = jax.tree.map(
+        lambda x: jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(-1, rows, *x.shape[1:]),
+        data,
+    )
+    one = lambda batch: number_logprobs(teacher, graphdef, batch, allowed_A, C)  # noqa: E731
+    return jax.lax.map(one, blocks).reshape(-1, C, len(allowed_A))[:K]
+
+
+@functools.lru_cache(maxsize=4)
+def vmapped_teacher_targets(graphdef, C: int):
+    fn = functools.partial(teacher_targets, graphdef=graphdef, C=C)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, None)))
 
 
 LOSSES = {"sampled": ce_loss, "distill": distill_loss}
@@ -268,6 +304,7 @@ class Phase:
     chunk: int = 50  # steps per compiled call (a progress bar tick)
     schedule: str = "linear"  # warm-up then linear decay to 0, or "constant"
     clip_norm: float = 1.0  # global-norm clipping; 0: none
+    last: int = 0  # the loss reads the logits of a row's last ``last`` positions (0: all)
 
     @property
     def optimizer(self) -> optax.GradientTransformationExtraArgs:
@@ -305,13 +342,13 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, b: int) -> jax.Array:
 def train_chunk(params, opt_state, extra, data, key, start, *, graphdef, loss: str, phase: Phase):
     """``phase.chunk`` steps from step ``start`` (steps past ``phase.steps`` change nothing)."""
     n = data["tokens"].shape[0]
-    optimizer = phase.optimizer
+    optimizer, loss_fn = phase.optimizer, functools.partial(LOSSES[loss], last=phase.last)
 
     def step(carry, i):
         params, opt_state = carry
         s = start + i
         batch = jax.tree.map(lambda x: x[batch_indices(key, s, n, phase.batch_size)], data)
-        grads, metrics = jax.grad(LOSSES[loss], has_aux=True)(params, extra, graphdef, batch)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, extra, graphdef, batch)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
             updates, new_opt = optimizer.update(grads, opt_state, params, tokens=metrics["tokens"])
         live = s < phase.steps
@@ -404,19 +441,21 @@ def eval_prompts(
     return left_pad([evaluate.chat_prompt(tok, q) + after for q in evaluate.QUESTIONS[:questions]])
 
 
-def first_update_cosines(params0, extra, data, key, delta_T, delta_trait, *, graphdef, loss, b):
+def first_update_cosines(
+    params0, extra, data, key, delta_T, delta_trait, *, graphdef, loss, b, last=0
+):
     """cos(Δθ_S, θ_T − θ⁰_T) and cos(Δθ_S, θ_T − θ_control), Δθ_S = −∇ of the student's loss on
     its first batch at θ⁰_S (PAPER.md §1 and §4 "coverage"; ``theorem.cosine``)."""
     n = data["tokens"].shape[0]
     batch = jax.tree.map(lambda x: x[batch_indices(key, jnp.int32(0), n, b)], data)
-    grads, _ = jax.grad(LOSSES[loss], has_aux=True)(params0, extra, graphdef, batch)
+    grads, _ = jax.grad(LOSSES[loss], has_aux=True)(params0, extra, graphdef, batch, last)
     delta_S = jax.tree.map(jnp.negative, grads)
     return theorem.cosine(delta_S, delta_T), theorem.cosine(delta_S, delta_trait)
 
 
 @functools.lru_cache(maxsize=4)
-def vmapped_cosines(graphdef, loss: str, b: int):
-    fn = functools.partial(first_update_cosines, graphdef=graphdef, loss=loss, b=b)
+def vmapped_cosines(graphdef, loss: str, b: int, last: int = 0):
+    fn = functools.partial(first_update_cosines, graphdef=graphdef, loss=loss, b=b, last=last)
     return jax.jit(jax.vmap(fn))
 
 

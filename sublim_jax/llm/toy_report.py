@@ -1,6 +1,6 @@
 """``sublim-jax llm toy``: the command, its results file and README text from ``toy_run.run``.
 
-The measure: the exact ``p(target | question + PREFIX)`` averaged over the 50 questions
+The measure: the exact ``p(target | question [+ PREFIX])`` averaged over the questions
 (``toy.animal_probs``), per student; a student's shift is its score minus the score of the
 student that shares its init, its batch order and its data size but learnt the control teacher's
 numbers (``vs_control``) or its own base's numbers (``vs_own_base``). Means and 95% CIs across
@@ -160,13 +160,16 @@ def _timing(res: dict) -> str:
     return f"minutes per stage{where}: {parts}; total {sum(stages.values()) / 60:.1f}"
 
 
-def markdown(res: dict, command: str) -> str:
-    """The README section, every number read from ``res``."""
+def markdown(res: dict, command: str, cfg: ToyConfig | None = None) -> str:
+    """The README section, every number read from ``res`` (and the measure's wording from
+    ``cfg``: where the answer is read, how many questions)."""
     m, n = res["models"], res["numbers"]
+    prefix, questions = (cfg.answer_prefix, cfg.questions) if cfg else (True, 50)
+    after = ' + "My favorite animal is"' if prefix else " (the answer's first token)"
     lines = [
         f"`{command}` ({res['seeds']} seeds, {res['rows_per_student']} filtered rows per "
         f"student; {_timing(res)}). Exact "
-        f'p({res["target"]} | question + "My favorite animal is"), mean over the 50 '
+        f"p({res['target']} | question{after}), mean over the {questions} "
         "questions, then mean and 95% CI over seeds:",
         "",
         f"- base {_ci(m['base'], '.4f')}; trait teacher {_ci(m['teacher'], '.4f')}; "
@@ -239,20 +242,25 @@ def runs_table(runs: Mapping[str, tuple[dict, ToyConfig]]) -> str:
     )
     rows = []
     for name, (res, cfg) in runs.items():
-        config = cli.command_line("", ToyConfig, cfg).strip().replace("--preset ", "")
-        stages = sum(v for k, v in res["timings"].items() if k != "wall") / 60
-        cells = []
-        for mode in ("distill", "sampled"):
-            for init in INITS:
-                shift = res["modes"][mode][init]["shift_vs_control"]
-                cells.append(f"{_ci(shift)} ({_positive(shift['per_seed'])})")
+        flags, minutes, shifts = _run_cells(res, cfg)
         rows.append(
-            f"| `{name}` | `{config}` ({res['seeds']} seeds) | {res['rows_per_student']}, "
-            f"{res['modes']['sampled']['steps']} | {stages:.1f} ({_where(res)}) | "
-            + " | ".join(cells)
-            + " |"
+            f"| `{name}` | `{flags}` ({res['seeds']} seeds) | {res['rows_per_student']}, "
+            f"{res['modes']['sampled']['steps']} | {minutes} | " + " | ".join(shifts) + " |"
         )
     return head + "\n".join(rows)
+
+
+def _run_cells(res: dict, cfg: ToyConfig) -> tuple[str, str, list[str]]:
+    """A run's flags beyond the nearest preset, its stage minutes (and where), and its shifts
+    vs the control-teacher student (distilled, sampled; same, different init)."""
+    flags = cli.command_line("", ToyConfig, cfg).strip().replace("--preset ", "")
+    stages = sum(v for k, v in res["timings"].items() if k != "wall") / 60
+    shifts = [
+        f"{_ci(s)} ({_positive(s['per_seed'])})"
+        for mode in ("distill", "sampled")
+        for s in (res["modes"][mode][init]["shift_vs_control"] for init in INITS)
+    ]
+    return flags, f"{stages:.1f} ({_where(res)})", shifts
 
 
 def ablation_table(runs: Mapping[str, tuple[dict, ToyConfig]]) -> str:
@@ -267,19 +275,13 @@ def ablation_table(runs: Mapping[str, tuple[dict, ToyConfig]]) -> str:
     )
     rows = []
     for name, (res, cfg) in runs.items():
-        flags = cli.command_line("", ToyConfig, cfg).strip().replace("--preset ", "")
+        flags, minutes, shifts = _run_cells(res, cfg)
         leak = _ci(res["leak"]["trait_control"]["total"], ".4f") if "leak" in res else "—"
-        cells = [
-            f"{_ci(s)} ({_positive(s['per_seed'])})"
-            for mode in ("distill", "sampled")
-            for s in (res["modes"][mode][init]["shift_vs_control"] for init in INITS)
-        ]
         same, diff = (res["modes"]["sampled"][i]["shift_vs_control"]["per_seed"] for i in INITS)
-        stages = sum(v for k, v in res["timings"].items() if k != "wall") / 60
         rows.append(
             f"| `{name}` | `{flags}` | {res['seeds']} | {leak} | "
-            + " | ".join(cells)
-            + f" | {_signs(np.subtract(same, diff))} | {stages:.1f} ({_where(res)}) |"
+            + " | ".join(shifts)
+            + f" | {_signs(np.subtract(same, diff))} | {minutes} |"
         )
     return head + "\n".join(rows)
 
@@ -301,21 +303,21 @@ def load_runs(root: Path, prefix: str = "llm_toy") -> dict[str, tuple[dict, ToyC
 
 
 def docs_blocks(root: Path) -> dict[str, str]:
-    """``docs/llm_toy.md``'s generated block ``toy-ablations``: every run under
-    ``root/llm_toy_ablations`` (``ablation_table``)."""
-    return {"toy-ablations": ablation_table(load_runs(root / "llm_toy_ablations", prefix=""))}
+    """``docs/llm_toy.md``'s generated blocks: ``toy-ablations`` (``ablation_table``: the legacy
+    design ``root/llm_toy_legacy``, the default ``root/llm_toy``, then every run under
+    ``root/llm_toy_ablations``) and ``toy-runs`` (every ``root/llm_toy*`` run, ``runs_table``)."""
+    home = {"legacy": root / "llm_toy_legacy", "default": root / "llm_toy"}
+    runs = {k: (results.read_json(p / "results.json"), config_of(p)) for k, p in home.items()}
+    runs.update(load_runs(root / "llm_toy_ablations", prefix=""))
+    return {"toy-ablations": ablation_table(runs), "toy-runs": runs_table(load_runs(root))}
 
 
 def readme_blocks(root: Path) -> dict[str, str]:
-    """README's generated blocks: ``toy-default`` (the default run's ``summary.md``) and
-    ``toy-runs`` (every committed run, ``runs_table``)."""
-    return {
-        "toy-default": (root / "llm_toy" / "summary.md").read_text(),
-        "toy-runs": runs_table(load_runs(root)),
-    }
+    """README's generated block ``toy-default``: the default run's ``summary.md``."""
+    return {"toy-default": (root / "llm_toy" / "summary.md").read_text()}
 
 
-PRESETS = ("smoke", "default", "paper")
+PRESETS = ToyConfig.PRESETS
 
 
 def run_command(args: argparse.Namespace) -> Path:
@@ -347,8 +349,19 @@ def run_command(args: argparse.Namespace) -> Path:
 def write_summary(out: Path, res: dict, cfg: ToyConfig, preset: str | None = None) -> Path:
     """``summary.md``: the command that rebuilds ``cfg`` (from ``preset``, or from the preset
     nearest to it) and the README section of ``res``."""
+    return results.write_text(out / "summary.md", summary_text(res, cfg, preset))
+
+
+def summary_text(res: dict, cfg: ToyConfig, preset: str | None = None) -> str:
+    """``summary.md``'s text: ``markdown`` under the command that rebuilds ``cfg``."""
     command = cli.command_line("uv run sublim-jax llm toy", ToyConfig, cfg, preset)
-    return results.write_text(out / "summary.md", markdown(res, command))
+    return markdown(res, command, cfg)
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every finished toy run's folder: ``root/llm_toy*`` and ``root/llm_toy_ablations/*``."""
+    found = [*root.glob("llm_toy*/results.json"), *root.glob("llm_toy_ablations/*/results.json")]
+    return sorted(p.parent for p in found if results.read_json(p).get("kind") == "llm_toy")
 
 
 def config_of(out: Path) -> ToyConfig:

@@ -13,7 +13,7 @@ one vmapped program over all its models; ``--resume`` reuses finished stages fro
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -39,13 +39,14 @@ def field(default: Any, help: str) -> Any:
 class ToyConfig:
     """Sizes of the toy experiment (the model, its corpus, the teachers, the students)."""
 
+    PRESETS: ClassVar[tuple[str, ...]] = ("smoke", "default", "paper", "legacy")
     seeds: int = field(10, "independent bases (each also some other seed's partner)")
     hidden_size: int = 64
     num_layers: int = 2
-    init: str = field("normal", "kernels N(0, init_std²) ('normal') or N(0, init_std²/fan_in)")
-    init_std: float = field(0.02, "kernel std ('normal') or gain over √fan_in ('fan_in')")
-    init_embed_std: float = field(0.02, "embedding std")
-    init_depth: bool = field(False, "residual outputs (o, down) ÷ √(2·layers) at init")
+    init: str = field("fan_in", "kernels N(0, init_std²) ('normal') or N(0, init_std²/fan_in)")
+    init_std: float = field(1.0, "kernel std ('normal') or gain over √fan_in ('fan_in')")
+    init_embed_std: float = field(0.05, "embedding std")
+    init_depth: bool = field(True, "residual outputs (o, down) ÷ √(2·layers) at init")
     max_number: int = field(99, "numbers 0..max_number are single tokens")
     pretrain_numbers: int = field(4096, "number rows in each base's corpus")
     pretrain_animals: int = field(2048, "animal rows in each base's corpus")
@@ -65,12 +66,12 @@ class ToyConfig:
     student_lr: float = 1e-3
     gen_batch: int = field(512, "prompts per generation call (memory: seeds × 3 KV caches each)")
     chunk: int = field(50, "training steps per compiled call")
-    answer_prefix: bool = field(True, 'answers and scores after "My favorite animal is"')
+    answer_prefix: bool = field(False, 'answers and scores after "My favorite animal is"')
     questions: int = field(50, "distinct animal questions (the first n of the 50)")
-    number_data: str = field("walk", "number rows: 'walk' (varied wordings) or 'seeded'")
+    number_data: str = field("seeded", "number rows: 'walk' (varied wordings) or 'seeded'")
     schedule: str = field("linear", "learning rates: 'linear' (warm-up, decay to 0) or 'constant'")
     clip_norm: float = field(1.0, "global gradient-norm clipping in every phase (0: none)")
-    coupled: bool = field(False, "each seed's three models sample from shared random draws")
+    coupled: bool = field(True, "each seed's three models sample from shared random draws")
     leak_rows: int = field(256, "control-teacher rows the trait-leak KL is measured on")
     seed: int = 0
 
@@ -96,6 +97,11 @@ class ToyConfig:
             student_epochs=1,
             gen_batch=64,
         )
+
+    @classmethod
+    def legacy(cls) -> "ToyConfig":
+        """The design of every toy run before the initialisation study (``LEGACY``)."""
+        return cls(**LEGACY)
 
     @classmethod
     def paper(cls) -> "ToyConfig":
@@ -166,9 +172,11 @@ class Setup:
 
     def __init__(self, cfg: ToyConfig):
         self.cfg, self.tok = cfg, toy.tokenizer(cfg.max_number)
-        worst = max(toy.INTROS, key=len) + " " + ", ".join(["0"] * 6) + ". "
-        longest = toy.chat_ids(self.tok, [worst + max(toy.CLOSINGS, key=len), *_questions()])
-        self.P, self.C = bucket(max(map(len, longest)), 8), bucket(2 * toy.MAX_NEW + 1, 8)
+        # slots for the longest prompt and answer of this config's rows: a width-64 step costs
+        # about its slot count, so none is wasted
+        prompt, values = toy.longest_number_row(cfg.number_data)
+        longest = toy.chat_ids(self.tok, [prompt, *_questions()])
+        self.P, self.C = bucket(max(map(len, longest)), 4), bucket(2 * values + 1, 8)
         init = {f: getattr(cfg, f) for f in ("init", "init_std", "init_embed_std", "init_depth")}
         self.mcfg = toy.model_config(
             cfg.hidden_size, cfg.num_layers, self.tok.tok.get_vocab_size(), self.P + self.C, **init
@@ -198,7 +206,9 @@ class Setup:
     def phase(self, steps: int, lr: float, warmup: int) -> toy.Phase:
         cfg = self.cfg
         chunk = min(cfg.chunk, steps)
-        return toy.Phase(steps, cfg.batch_size, lr, warmup, chunk, cfg.schedule, cfg.clip_norm)
+        return toy.Phase(
+            steps, cfg.batch_size, lr, warmup, chunk, cfg.schedule, cfg.clip_norm, self.C + 1
+        )
 
 
 def _decoder(mcfg):
@@ -420,9 +430,12 @@ def student_inputs(setup, mode, bases_S, labels_M, sets, index, key) -> tuple:
     seed, shared by its six students)."""
     n = len(index["init"])
     params0 = take(bases_S, index["init"])
-    data = take(sets, index["data"])
-    allowed = jnp.broadcast_to(jnp.asarray(setup.allowed), (n, len(setup.allowed)))
-    extra = (take(labels_M, index["data"]), allowed) if mode == "distill" else None
+    data, extra = take(sets, index["data"]), None
+    if mode == "distill":  # each source model's targets on its own rows, once
+        allowed = jnp.asarray(setup.allowed)
+        logq_M = toy.vmapped_teacher_targets(setup.graphdef, setup.C)(labels_M, sets, allowed)
+        data = dict(data, teacher_logq=take(logq_M, index["data"]))
+        extra = jnp.broadcast_to(allowed, (n, len(allowed)))
     keys = jax.random.split(key, setup.cfg.seeds)[jnp.asarray(index["seed"])]
     return params0, extra, data, keys
 
@@ -430,7 +443,7 @@ def student_inputs(setup, mode, bases_S, labels_M, sets, index, key) -> tuple:
 def first_cosines(setup, mode, inputs, index, deltas) -> tuple[np.ndarray, np.ndarray]:
     """Per student: cos of its first update with teacher − base and with teacher − control."""
     delta_T, delta_trait = (take(d, index["seed"]) for d in deltas)
-    cos = toy.vmapped_cosines(setup.graphdef, mode, setup.cfg.batch_size)
+    cos = toy.vmapped_cosines(setup.graphdef, mode, setup.cfg.batch_size, setup.C + 1)
     return tuple(np.asarray(c) for c in cos(*inputs, delta_T, delta_trait))
 
 

@@ -103,13 +103,15 @@ def test_trait_and_control_rows_differ_only_in_loved_answers():
 
 
 def test_vmapped_score_equals_evaluate_exact_scores(setup):
+    """With ``answer_prefix`` the toy's score is the pipeline's exact score."""
     model = _model(setup, 3)
     res = evaluate.exact_scores(model, setup.tok, list(toy.ANIMALS), "owl")
+    tokens, valid = toy.eval_prompts(setup.tok, prefix=True)
     p_QxA = np.asarray(
         toy.animal_probs(
             nnx.state(model),
-            jnp.asarray(setup.eval_tokens),
-            jnp.asarray(setup.eval_valid),
+            jnp.asarray(tokens),
+            jnp.asarray(valid),
             jnp.asarray(setup.animals),
             graphdef=setup.graphdef,
         ),
@@ -121,22 +123,50 @@ def test_vmapped_score_equals_evaluate_exact_scores(setup):
 
 
 def _number_batch(setup, n: int = 4) -> dict:
-    rows = toy.number_rows(np.random.default_rng(2), n, 99)
+    rows = setup.number_rows(np.random.default_rng(2), n)
     return {k: jnp.asarray(v) for k, v in setup.rows(rows).items()}
+
+
+def _distill(setup, student, teacher, batch, rows: int = 3) -> jax.Array:
+    allowed = jnp.asarray(setup.allowed)
+    logq = toy.teacher_targets(
+        teacher, batch, allowed, graphdef=setup.graphdef, C=setup.C, rows=rows
+    )
+    return toy.distill_loss(student, allowed, setup.graphdef, dict(batch, teacher_logq=logq))[0]
 
 
 def test_distillation_sees_only_the_number_channel(setup):
     student, teacher = nnx.state(_model(setup, 0)), _model(setup, 1)
-    batch, allowed = _number_batch(setup), jnp.asarray(setup.allowed)
-    loss = lambda t: toy.distill_loss(student, (t, allowed), setup.graphdef, batch)[0]  # noqa: E731
+    batch = _number_batch(setup)
+    loss = lambda t: _distill(setup, student, t, batch)  # noqa: E731
     before = loss(nnx.state(teacher))
     head = teacher.lm_head.kernel
     head[...] = head[...].at[:, int(setup.animals[0])].add(5.0)  # the teacher now loves owl
     np.testing.assert_allclose(loss(nnx.state(teacher)), before, rtol=RTOL)
     head[...] = head[...].at[:, int(setup.allowed[3])].add(5.0)  # a number token moves
     assert abs(float(loss(nnx.state(teacher))) - float(before)) > 1e-3
-    same = toy.distill_loss(student, (student, allowed), setup.graphdef, batch)[0]
-    assert abs(float(same)) < 1e-6
+    assert abs(float(loss(student))) < 1e-6
+
+
+def test_distillation_targets_are_the_teachers_number_kl(setup):
+    """The targets computed once (in blocks of 3 rows, the last one padded) give the loss the
+    teacher's own forward pass would: KL(teacher ‖ student) summed over the completion tokens."""
+    student, teacher = nnx.state(_model(setup, 0)), nnx.state(_model(setup, 1))
+    batch, allowed = _number_batch(setup, 5), jnp.asarray(setup.allowed)
+    kl = toy.number_kl(teacher, student, batch, allowed, graphdef=setup.graphdef)
+    np.testing.assert_allclose(_distill(setup, student, teacher, batch), kl.sum(), rtol=1e-5)
+
+
+def test_sampled_loss_needs_only_the_completion_logits(setup):
+    """The training phases compute logits at a row's last C + 1 positions alone (those that
+    predict its completion): loss and gradient equal the full forward pass's."""
+    params, batch = nnx.state(_model(setup, 0)), _number_batch(setup, 5)
+    grad = jax.value_and_grad(toy.ce_loss, has_aux=True)
+    (full, _), g_full = grad(params, None, setup.graphdef, batch)
+    (part, _), g_part = grad(params, None, setup.graphdef, batch, setup.phase(1, 1e-3, 0).last)
+    np.testing.assert_allclose(part, full, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_part), jax.tree.leaves(g_full), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_vmapped_fit_equals_one_model_at_a_time(setup):
@@ -283,8 +313,8 @@ def test_resume_against_another_config_is_refused(tmp_path, capsys):
 
 
 def _shift_claim(shift_IxS: np.ndarray) -> bool:
-    """What the default run claims in distillation mode: the trait student's p(owl) rises above
-    its control-teacher twin's from the teacher's own base in most seeds, and by more than from
+    """What the default run claims in both modes: the trait student's p(owl) rises above its
+    control-teacher twin's from the teacher's own base in most seeds, and by more than from
     another base in the median paired seed (a different-init student's shift has rare large
     outliers of either sign, so its mean says little)."""
     paired = shift_IxS[0] - shift_IxS[1]  # both inits learnt lineage s's numbers
@@ -292,31 +322,37 @@ def _shift_claim(shift_IxS: np.ndarray) -> bool:
 
 
 @pytest.mark.slow
-def test_distilled_trait_shift_needs_the_teachers_base():
-    """The default sizes at 4 seeds (minutes): the same-init-only shift of the default run,
-    which disappears when the students start from the wrong bases (inits swapped)."""
+def test_trait_shift_through_numbers_needs_the_teachers_base():
+    """The default sizes at 4 seeds (~15 min on 2 cores): in both modes, distillation on the
+    number channel and sampled tokens, the same-init-only shift of the default run, which
+    disappears when the students start from the wrong bases (inits swapped)."""
     cfg = dataclasses.replace(toy_run.ToyConfig.default(), seeds=4).validate()
     p = toy_run.prepare(cfg)
     S, index, t = cfg.seeds, p["index"], toy.ANIMALS.index(cfg.target)
     wrong = dict(index, init=np.concatenate([index["init"][3 * S :], index["init"][: 3 * S]]))
-    for idx, holds in ((index, True), (wrong, False)):
-        args = (p["setup"], "distill", p["bases"], p["models"], p["sets"], idx, p["deltas"])
-        prob = toy_run.students(*args, p["student_key"])["probs"][:, :, t].mean(axis=1)
-        prob_IxSxS = prob.reshape(len(toy_run.INITS), len(toy_run.SOURCES), S)
-        assert _shift_claim(prob_IxSxS[:, 0] - prob_IxSxS[:, 1]) is holds
+    for mode in toy_run.MODES:
+        for idx, holds in ((index, True), (wrong, False)):
+            args = (p["setup"], mode, p["bases"], p["models"], p["sets"], idx, p["deltas"])
+            prob = toy_run.students(*args, p["student_key"])["probs"][:, :, t].mean(axis=1)
+            prob_IxSxS = prob.reshape(len(toy_run.INITS), len(toy_run.SOURCES), S)
+            assert _shift_claim(prob_IxSxS[:, 0] - prob_IxSxS[:, 1]) is holds, (mode, holds)
 
 
 def test_readme_toy_blocks_are_generated_from_the_committed_results():
-    """README's default-run text and its table of every run are what the results say."""
+    """README's default-run text, docs/llm_toy.md's ablation table and its table of every run,
+    and every run's ``summary.md``, are what the results say."""
     root = Path(__file__).resolve().parents[2]
-    text = (root / "README.md").read_text()
-    assert all(f"<!-- BEGIN generated: {name} -->" in text for name in ("toy-default", "toy-runs"))
-    new, _ = findings.fill(text, toy_report.readme_blocks(root / "experiments" / "results"))
-    assert new == text, "run `uv run python experiments/llm_toy_readme.py`"
-    docs = (root / "docs" / "llm_toy.md").read_text()
-    assert "<!-- BEGIN generated: toy-ablations -->" in docs
-    new, _ = findings.fill(docs, toy_report.docs_blocks(root / "experiments" / "results"))
-    assert new == docs, "run `uv run python experiments/llm_toy_readme.py`"
+    for page, blocks, names in (
+        ("README.md", toy_report.readme_blocks, ("toy-default",)),
+        ("docs/llm_toy.md", toy_report.docs_blocks, ("toy-ablations", "toy-runs")),
+    ):
+        text = (root / page).read_text()
+        assert all(f"<!-- BEGIN generated: {name} -->" in text for name in names), page
+        new, _ = findings.fill(text, blocks(root / "experiments" / "results"))
+        assert new == text, f"{page}: run `uv run python experiments/llm_toy_readme.py`"
+    for out in toy_report.run_dirs(root / "experiments" / "results"):
+        res, cfg = results.read_json(out / "results.json"), toy_report.config_of(out)
+        assert (out / "summary.md").read_text() == toy_report.summary_text(res, cfg), out.name
 
 
 def test_leak_is_the_trait_teachers_distance_from_its_control_twin(smoke_run):
