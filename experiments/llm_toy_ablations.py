@@ -56,6 +56,8 @@ RUNS: dict[str, list[str]] = {
     "default_normal_init": [
         *("--init", "normal", "--init-std", "0.02", "--init-embed-std", "0.02", "--no-init-depth")
     ],
+    "default_normal_kernels": ["--init", "normal", "--init-std", "0.02", "--no-init-depth"],
+    "default_embed_0.02": ["--init-embed-std", "0.02"],
     "default_independent": ["--no-coupled"],
     "default_prefix": ["--answer-prefix"],
     "fan_in_coupled_no_prefix_constant": [
