@@ -203,11 +203,16 @@ class Setup:
             rng, n, self.p_A, cfg.target, love, questions=cfg.questions, prefix=cfg.answer_prefix
         )
 
+    @property
+    def last(self) -> int:
+        """Positions whose logits a loss reads: those predicting a row's ``C`` completion slots."""
+        return self.C + 1
+
     def phase(self, steps: int, lr: float, warmup: int) -> toy.Phase:
         cfg = self.cfg
         chunk = min(cfg.chunk, steps)
         return toy.Phase(
-            steps, cfg.batch_size, lr, warmup, chunk, cfg.schedule, cfg.clip_norm, self.C + 1
+            steps, cfg.batch_size, lr, warmup, chunk, cfg.schedule, cfg.clip_norm, self.last
         )
 
 
@@ -443,7 +448,7 @@ def student_inputs(setup, mode, bases_S, labels_M, sets, index, key) -> tuple:
 def first_cosines(setup, mode, inputs, index, deltas) -> tuple[np.ndarray, np.ndarray]:
     """Per student: cos of its first update with teacher − base and with teacher − control."""
     delta_T, delta_trait = (take(d, index["seed"]) for d in deltas)
-    cos = toy.vmapped_cosines(setup.graphdef, mode, setup.cfg.batch_size, setup.C + 1)
+    cos = toy.vmapped_cosines(setup.graphdef, mode, setup.cfg.batch_size, setup.last)
     return tuple(np.asarray(c) for c in cos(*inputs, delta_T, delta_trait))
 
 
