@@ -212,7 +212,7 @@ def main() -> None:
         )
         report |= dict(lora_step_s=seconds, lora_peak_memory_gb=memory)
     if args.out:
-        from sublim_jax import results
+        from sublim_jax.io import results
 
         results.write_json(args.out, report | {"versions": results.versions()})
     print(json.dumps(report))

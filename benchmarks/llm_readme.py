@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from sublim_jax import findings
+from sublim_jax.io import markdown
 
 HERE = Path(__file__).resolve().parent
 ROOT, RESULTS = HERE.parent, HERE / "results"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
-    return findings.refresh(ROOT / "README.md", readme_blocks(), args.check)
+    return markdown.refresh(ROOT / "README.md", readme_blocks(), args.check)
 
 
 if __name__ == "__main__":

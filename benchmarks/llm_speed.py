@@ -177,7 +177,7 @@ def main() -> None:
         print(f"{part:6s} ours {row['ours_tok_s']:8.1f} tok/s{theirs}{ratio}", flush=True)
     print(json.dumps(report))
     if args.out:
-        from sublim_jax import results
+        from sublim_jax.io import results
 
         results.write_json(args.out, report | {"versions": results.versions()})
 

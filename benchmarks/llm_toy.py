@@ -22,12 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 from mnist_speed import best_time, matmul_peak  # the same timing and peak as the MNIST benchmark
 
-from sublim_jax import results
-from sublim_jax.llm import toy, toy_run
+from sublim_jax.experiments.llm_toy import config
+from sublim_jax.experiments.llm_toy import steps as toy
+from sublim_jax.experiments.llm_toy.setup import Setup
+from sublim_jax.io import results
 
 
-def pretrain_chunk(cfg: toy_run.ToyConfig, repeats: int) -> dict:
-    setup = toy_run.Setup(cfg)
+def pretrain_chunk(cfg: config.ToyConfig, repeats: int) -> dict:
+    setup = Setup(cfg)
     keys = jax.random.split(jax.random.key(0), cfg.seeds)
     params = jax.vmap(lambda k: toy.init_params(setup.mcfg, k))(keys)
     rows = setup.number_rows(np.random.default_rng(0), 512)
@@ -70,7 +72,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", metavar="FILE", help="also save the report as JSON")
     args = p.parse_args()
-    cfg = dataclasses.replace(toy_run.ToyConfig.default(), seeds=args.seeds, chunk=args.chunk)
+    cfg = dataclasses.replace(config.ToyConfig.default(), seeds=args.seeds, chunk=args.chunk)
     peak = matmul_peak()
     print(f"fp32 matmul peak (2048², best of 10): {peak / 1e9:.1f} GFLOP/s")
     r = pretrain_chunk(cfg, args.repeats)

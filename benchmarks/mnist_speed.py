@@ -55,7 +55,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sublim_jax import mlp, results, sweep_run, sweeps, transfer
+from sublim_jax.core import mlp
+from sublim_jax.experiments.mnist import config
+from sublim_jax.experiments.mnist import steps as transfer
+from sublim_jax.experiments.sweeps import grid as sweeps
+from sublim_jax.experiments.sweeps import run as sweep_run
+from sublim_jax.io import results
 
 REPEATS = 5
 # The authors' script, all six conditions at 10 models, on a 2-core CPU machine of the kind we
@@ -79,7 +84,7 @@ def matmul_peak(n: int = 2048) -> float:
     return 2 * n**3 / best_time(jax.jit(lambda a, b: a @ b), a, a, repeats=10)
 
 
-def epoch_flops(cfg: transfer.TransferConfig, n: int, models: int) -> float:
+def epoch_flops(cfg: config.TransferConfig, n: int, models: int) -> float:
     """Matmul FLOPs one epoch executes (`mlp.train_flops`: no gradient for the input images)."""
     return float(mlp.train_flops(cfg.sizes)) * n * models
 
@@ -191,7 +196,7 @@ def main() -> None:
         parser.error("--sweep-points must be ≥ 2 (the rate is the difference to 1 point)")
     if args.torch_python and not os.access(args.torch_python, os.X_OK):
         parser.error(f"--torch-python {args.torch_python!r} is not an executable interpreter")
-    cfg = dataclasses.replace(transfer.TransferConfig(), seeds=args.seeds)
+    cfg = dataclasses.replace(config.TransferConfig(), seeds=args.seeds)
     S, report = args.seeds, {"backend": jax.default_backend(), "seeds": args.seeds}
 
     peak_before = matmul_peak()

@@ -23,7 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sublim_jax import figures, findings, results
+from sublim_jax.experiments.sweeps import across as findings
+from sublim_jax.experiments.sweeps import figure, report, steps
+from sublim_jax.io import markdown, results
 
 HERE = Path(__file__).resolve().parent
 FINDINGS_MD = HERE / "FINDINGS.md"
@@ -46,12 +48,13 @@ GPU_FLOPS = 20e12  # assumed sustained fp32 rate on one H100 when no paper run w
 
 def paper_estimate(by_name: dict[str, dict], measured: dict[str, dict]) -> str:
     """The paper preset's time: each sweep's default-preset minutes scaled by its training FLOPs
-    (``findings.training_flops``) for the CPU; for the GPU the ``measured`` paper runs' own
+    (``steps.training_flops``) for the CPU; for the GPU the ``measured`` paper runs' own
     minutes, and the others' FLOPs at the rate the measured ones reached (``GPU_FLOPS`` if none)."""
-    from sublim_jax.sweeps import SweepConfig, preset_grid
+    from sublim_jax.experiments.sweeps.config import SweepConfig
+    from sublim_jax.experiments.sweeps.grid import preset_grid
 
     def paper_flops(name: str) -> float:
-        return findings.training_flops(SweepConfig.paper(), preset_grid(name, "paper"))
+        return steps.training_flops(SweepConfig.paper(), preset_grid(name, "paper"))
 
     labels = {n: [p.label for p in preset_grid(n, "paper")] for n in measured}
     done = {n: r["wall_seconds"] for n, r in measured.items() if r["grid"] == labels[n]}
@@ -67,7 +70,7 @@ def paper_estimate(by_name: dict[str, dict], measured: dict[str, dict]) -> str:
             rows.append(f"| {name} | (this run's grid is not the default preset's) | | | |")
             continue
         flops = paper_flops(name)
-        ratio = flops / findings.training_flops(SweepConfig.default(), default)
+        ratio = flops / steps.training_flops(SweepConfig.default(), default)
         cpu = res["wall_seconds"] * ratio / 3600
         gpu = done[name] / 60 if name in done else flops / rate / 60
         total_cpu, total_gpu = total_cpu + cpu, total_gpu + gpu
@@ -75,14 +78,6 @@ def paper_estimate(by_name: dict[str, dict], measured: dict[str, dict]) -> str:
         rows.append(f"| {name} | {len(paper)} | {ratio:.1f} | {cpu:.1f} | {shown} |")
     rows.append(f"| **all** | | | **{total_cpu:.0f}** | **{total_gpu:.0f}** |")
     return "\n".join(rows)
-
-
-def table(res: dict) -> str:
-    """A sweep's generated block: its table, and for defences the effect left and the cost."""
-    from sublim_jax.sweep_run import defence_table
-
-    text = findings.sweep_table(res)
-    return text + "\n" + defence_table(res) if "defence" in res["points"][0] else text
 
 
 def blocks(by_name: dict[str, dict], across: dict, measured: dict[str, dict]) -> dict[str, str]:
@@ -94,11 +89,11 @@ def blocks(by_name: dict[str, dict], across: dict, measured: dict[str, dict]) ->
     timing.append(f"| **all** | {sum(len(r['points']) for r in by_name.values())} | | "
                   f"**{sum(minutes.values()):.1f}** |")  # fmt: skip
     return {
-        **{name: table(res) for name, res in by_name.items()},
+        **{name: report.table(res, ci=True) for name, res in by_name.items()},
         "across": findings.correlation_text(across),
         "timing": "\n".join(timing),
         "paper": paper_estimate(by_name, measured),
-        **{f"paper-{name}": table(res) for name, res in measured.items()},
+        **{f"paper-{name}": report.table(res, ci=True) for name, res in measured.items()},
     }
 
 
@@ -117,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     by_name = load_sweeps(root)
     measured = load_sweeps(Path(args.paper_root), required=False)
     across = findings.across(by_name.values())
-    text, missing = findings.fill(md.read_text(), blocks(by_name, across, measured))
+    text, missing = markdown.fill(md.read_text(), blocks(by_name, across, measured))
     if args.check:
         stale = text != md.read_text()
         print(f"{md.name} is {'out of date' if stale else 'up to date'}")
         return int(stale)
     results.write_json(root / "across" / "results.json", across)
-    figures.across_sweeps_figure(across, root / "across")
+    figure.across_sweeps_figure(across, root / "across")
     results.write_text(md, text)
     print(findings.correlation_text(across))
     if missing:

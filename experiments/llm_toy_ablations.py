@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from sublim_jax import cli
+from sublim_jax.cli import main as cli
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = RESULTS / "llm_toy_ablations"

@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sublim_jax import findings, results
-from sublim_jax.llm import toy_report
+from sublim_jax.experiments.llm_toy import report as toy_report
+from sublim_jax.io import markdown, results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "README.md": toy_report.readme_blocks(root),
         "docs/llm_toy.md": toy_report.docs_blocks(root),
     }
-    code = max(findings.refresh(ROOT / page, blocks, args.check) for page, blocks in pages.items())
+    code = max(markdown.refresh(ROOT / page, blocks, args.check) for page, blocks in pages.items())
     return max(code, int(args.check and bool(stale)))
 
 

@@ -22,13 +22,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sublim_jax import results
-from sublim_jax.llm import toy_run
-from sublim_jax.llm.toy_report import per_seed
+from sublim_jax.experiments.llm_toy import config
+from sublim_jax.experiments.llm_toy import run as toy_run
+from sublim_jax.experiments.llm_toy.report import per_seed
+from sublim_jax.io import results
 
 
 def main(out: str, lr: float, epochs: int, modes: str, save: str) -> None:
-    cfg = toy_run.ToyConfig.default().validate()
+    cfg = config.ToyConfig.default().validate()
     stamp = results.fingerprint({"config": results.jsonable(cfg)})
     p = toy_run.prepare(cfg, results.ChunkStore(Path(out) / "chunks", stamp, read=True))
     if p["timings"]:
@@ -42,7 +43,7 @@ def main(out: str, lr: float, epochs: int, modes: str, save: str) -> None:
         r = toy_run.students(*args, jax.random.fold_in(p["student_key"], i))
         t = toy_run.toy.ANIMALS.index(cfg.target)
         prob = r["probs"][:, :, t].mean(axis=1).reshape(2, 3, S)
-        for j, init in enumerate(toy_run.INITS):
+        for j, init in enumerate(config.INITS):
             found[f"{mode}/{init}"] = dict(
                 vs_control=per_seed(prob[j, 0] - prob[j, 1]),
                 vs_own_base=per_seed(prob[j, 0] - prob[j, 2]),

@@ -25,7 +25,7 @@ Writes config.json, results.json, metrics.jsonl, transfer.pdf/png; the README ta
 
 import sys
 
-from sublim_jax import cli
+from sublim_jax.cli import main as cli
 
 ARGV = ["mnist", "--preset", "paper", "--out", "experiments/results/mnist_paper"]
 

@@ -17,7 +17,7 @@ Feeds:    paper §6.1 / Appendix C (the theorem behind Fig. 10); redraw with `su
 
 import sys
 
-from sublim_jax.cli import main
+from sublim_jax.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["theorem", *sys.argv[1:]]))

@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-from sublim_jax import findings
+from sublim_jax.io import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,5 +20,5 @@ def test_readme_benchmark_tables_are_generated_from_the_saved_reports():
     blocks = _generator().readme_blocks()
     assert all(f"<!-- BEGIN generated: {name} -->" in text for name in blocks)
     assert all(block.count("\n| `") >= 3 for block in blocks.values())  # rows, not just a header
-    new, _ = findings.fill(text, blocks)
+    new, _ = markdown.fill(text, blocks)
     assert new == text, "run `uv run python benchmarks/llm_readme.py`"

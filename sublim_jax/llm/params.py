@@ -6,7 +6,7 @@ shape, cast, and placed on its sharding. The blocks are stacked (``modeling``): 
 ``model.layers.{i}.self_attn.q_proj.weight`` is row ``i`` of ``layers/attn/q/kernel``, so each
 weight kind is filled layer by layer on the host, then placed; export unstacks the same way.
 ``save_safetensors`` writes full, LoRA-merged, or adapter-only (PEFT naming) files; it is the
-only function here that writes, and it writes through ``sublim_jax.results`` (atomically).
+only function here that writes, and it writes through ``sublim_jax.io.results`` (atomically).
 """
 
 import contextlib
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sublim_jax import results
+from sublim_jax.io import results
 from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder, Proj
 
@@ -244,3 +244,16 @@ def _lora_meta(model: Decoder) -> dict:
     if not targets:
         raise ValueError("the model has no LoRA adapters to export")
     return dict(peft_type="LORA", r=rank, lora_alpha=alpha, target_modules=sorted(targets))
+
+
+def merge_lora(model):
+    """Fold every adapter into its kernel and drop it, in place: the model then has the base
+    model's structure, so the evaluation programs compiled for the base are reused."""
+    from sublim_jax.llm.modeling import Proj
+
+    for proj in [p for _, p in nnx.iter_graph(model) if isinstance(p, Proj) and p.lora is not None]:
+        a, b = proj.lora.lora_a[...], proj.lora.lora_b[...]  # (L x) I x R, (L x) R x O
+        delta = jnp.matmul(a, b) * proj.lora_scale
+        proj.kernel[...] = (proj.kernel[...].astype(jnp.float32) + delta).astype(proj.kernel.dtype)
+        proj.lora, proj.lora_scale = None, 0.0
+    return model

@@ -35,10 +35,12 @@ class TrainConfig:
     lora_rank: int = 8
     lora_alpha: float = 8.0
     lora_targets: tuple[str, ...] = LORA_TARGETS
+    schedule: str = "linear"  # warm-up then linear decay to 0, or "constant" (no warm-up)
 
     @classmethod
     def paper(cls, total_steps: int, accum_steps: int = 6) -> "TrainConfig":
-        """PAPER.md §3: LoRA r=8, alpha=8 on all projections, lr 2e-4 linear, 5 warm-up, clip 1."""
+        """The paper's §3 (Cloud et al., arXiv 2507.14805): LoRA r=8, alpha=8 on all
+        projections, lr 2e-4 linear, 5 warm-up, clip 1."""
         return cls(total_steps=total_steps, accum_steps=accum_steps)
 
     @classmethod
@@ -71,15 +73,23 @@ def trainable(cfg: TrainConfig) -> type[nnx.Variable]:
     return nnx.LoRAParam if cfg.lora_rank else nnx.Param
 
 
+@functools.lru_cache(maxsize=64)
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformationExtraArgs:
-    """Clip the global norm, then AdamW on a linear warm-up / linear decay schedule, applied to
-    token-weighted gradients accumulated over ``cfg.accum_steps`` micro-batches."""
+    """Clip the global norm, then AdamW on a linear warm-up / linear decay schedule (or a
+    constant rate), applied to token-weighted gradients accumulated over ``cfg.accum_steps``
+    micro-batches. One object per config (cached): ``train_step`` takes it as a static argument,
+    so every run of one config shares its compiled step."""
     lr = cfg.learning_rate
-    decay = optax.linear_schedule(lr, 0.0, max(cfg.total_steps - cfg.warmup_steps, 1))
-    warmup = optax.linear_schedule(0.0, lr, cfg.warmup_steps)
-    schedule = (
-        optax.join_schedules([warmup, decay], [cfg.warmup_steps]) if cfg.warmup_steps else decay
-    )
+    if cfg.schedule == "constant":
+        schedule = lr
+    elif cfg.schedule == "linear":
+        decay = optax.linear_schedule(lr, 0.0, max(cfg.total_steps - cfg.warmup_steps, 1))
+        warmup = optax.linear_schedule(0.0, lr, cfg.warmup_steps)
+        schedule = (
+            optax.join_schedules([warmup, decay], [cfg.warmup_steps]) if cfg.warmup_steps else decay
+        )
+    else:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose linear or constant")
     opt = optax.chain(
         optax.clip_by_global_norm(cfg.clip_norm),
         optax.adamw(schedule, weight_decay=cfg.weight_decay),

@@ -1,0 +1,1 @@
+"""The ``sublim-jax`` command line: the parser over the experiments' registered commands."""

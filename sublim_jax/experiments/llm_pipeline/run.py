@@ -1,0 +1,251 @@
+"""The language-model pipeline's stages and their files (``sublim-jax llm generate | filter |
+finetune | evaluate | run``).
+
+Everything in ``--out``: ``config.json`` (compared on every later call: a different config is
+refused), ``data/teacher.jsonl`` and ``data/base.jsonl`` (generated rows, appended batch by
+batch, resumed by id), ``data/<student>.jsonl`` and ``filter_stats.json``, ``students/<student>/``
+(Orbax ``checkpoints/``, exported ``adapter/`` or ``model/``, ``metrics.jsonl``, ``done.json``),
+``results.json`` and ``preferences.pdf``/``.png``. Inputs are checked before anything is written.
+"""
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from sublim_jax.experiments.llm_pipeline import evaluate, figure, numbers, report
+from sublim_jax.experiments.llm_pipeline import steps as pipeline
+from sublim_jax.experiments.llm_pipeline.config import DATASETS, STUDENTS, PipelineConfig
+from sublim_jax.io import data, progress, results
+from sublim_jax.io.flags import UsageError
+from sublim_jax.llm.params import merge_lora
+
+
+class PipelineDataError(data.DataError):
+    """Missing, empty or fully filtered data: one line, exit status 1."""
+
+
+class Models:
+    """The base model, loaded once and checked against the config; fresh copies on request."""
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        try:
+            self.model, self.tok = pipeline.load_model(cfg.model)
+            for word in {cfg.animal, cfg.target, *cfg.candidate_list}:
+                evaluate.check_word(self.tok, word)
+            if cfg.teacher:
+                pipeline.check_model(cfg.teacher)
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            raise UsageError(str(err).strip("'\"")) from err
+
+    def fresh(self):
+        return pipeline.load_model(self.cfg.model)[0]
+
+
+def prepare(cfg: PipelineConfig, out: Path, needs_model: bool) -> Models | None:
+    """Check ``out`` holds this config or none, load the models; ``config.json`` is written last,
+    so bad input writes nothing."""
+    results.check_resume(out, cfg)
+    models = Models(cfg) if needs_model else None
+    results.write_json(out / "config.json", {"config": results.jsonable(cfg)})
+    return models
+
+
+def _timed(timings: dict, name: str, fn, *a):
+    start = time.perf_counter()
+    value = fn(*a)
+    timings[name] = time.perf_counter() - start
+    print(f"[{name}: {timings[name]:.1f} s]", file=sys.stderr)
+    return value
+
+
+def run_stage(cfg: PipelineConfig, out: Path, stage: str) -> Path:
+    """One stage (``generate``, ``filter``, ``finetune``, ``evaluate``) or all of them (``run``);
+    evaluation writes ``results.json`` and the figure."""
+    start = time.perf_counter()
+    models = prepare(cfg, out, needs_model=stage != "filter")
+    timings = {"load_model": time.perf_counter() - start}
+    if stage in ("generate", "run"):
+        _timed(timings, "generate", generate, cfg, out, models)
+    if stage in ("filter", "run"):
+        _timed(timings, "filter", filter_datasets, cfg, out)
+    if stage in ("finetune", "run"):
+        _timed(timings, "finetune", finetune, cfg, out, models)
+    if stage in ("evaluate", "run"):
+        scored = _timed(timings, "evaluate", evaluate_all, cfg, out, models)
+        stats_path = out / "filter_stats.json"
+        filter_stats = results.read_json(stats_path) if stats_path.is_file() else None
+        res = report.results_body(cfg, scored, filter_stats, timings)
+        results.write_results(out, report.KIND, res)
+        paths = figure.preference_figure(res, out)
+        print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))
+    return out
+
+
+def _prompts(cfg: PipelineConfig) -> list[numbers.NumberPrompt]:
+    return numbers.make_prompts(numbers.PromptConfig(count=cfg.n_prompts, seed=cfg.seed))
+
+
+def generate(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]:
+    """Teacher and base datasets, streamed and resumable; returns seconds per dataset."""
+    prompts = _prompts(cfg)
+    length = pipeline.prompt_length(models.tok, prompts, cfg.system_prompt)
+    teacher = pipeline.load_model(cfg.teacher)[0] if cfg.teacher else models.model
+    system = None if cfg.teacher else cfg.system_prompt
+    seconds = {}
+    for i, (name, model, sys_prompt) in enumerate(
+        (("teacher", teacher, system), ("base", models.model, None))
+    ):
+        start = time.perf_counter()
+        path = out / "data" / f"{name}.jsonl"
+        results.drop_partial_line(path)
+        done = {r["id"] for r in results.read_jsonl(path)} if path.is_file() else set()
+        key = jax.random.fold_in(jax.random.key(cfg.seed), i)
+        batches = pipeline.generate_batches(
+            model, models.tok, prompts, cfg, key=key, system=sys_prompt, done=done, length=length
+        )
+        with progress.tqdm_bars("prompt")(f"generate {name}", len(prompts)) as bar:
+            bar.update(len(done))
+            for rows in batches:
+                results.append_jsonl(path, rows)
+                bar.update(len(rows))
+        if not path.is_file():
+            results.write_text(path, "")
+        seconds[name] = time.perf_counter() - start
+    return seconds
+
+
+def _read_dataset(out: Path, name: str) -> list[dict]:
+    path = out / "data" / f"{name}.jsonl"
+    if not path.is_file():
+        raise PipelineDataError(f"{path} not found: run `sublim-jax llm generate` first")
+    rows = results.read_jsonl(path)
+    if not rows:
+        raise PipelineDataError(f"{path} holds no rows")
+    return rows
+
+
+def filter_datasets(cfg: PipelineConfig, out: Path) -> dict[str, Any]:
+    """Kept, subsampled training sets of every student, the shuffled controls and the stats."""
+    generated = {name: _read_dataset(out, name) for name in DATASETS.values()}
+    kept, stats = {}, {}
+    for student, name in DATASETS.items():
+        rows, st = pipeline.filter_rows(generated[name], cfg.subsample, seed=cfg.seed)
+        if not rows:
+            raise PipelineDataError(f"the filter kept none of the {st.total} rows of {name}.jsonl")
+        kept[student] = rows
+        stats[name] = dict(st.to_dict(), subsampled=len(rows))
+    kept["shuffled_within"] = pipeline.shuffle_within(kept["trait"], seed=cfg.seed)
+    kept["shuffled_across"] = pipeline.shuffle_across(kept["trait"], seed=cfg.seed)
+    for student, rows in kept.items():
+        results.write_jsonl(out / "data" / f"{student}.jsonl", rows)
+    results.write_json(out / "filter_stats.json", stats)
+    for name, st in stats.items():
+        reasons = ", ".join(f"{k} {v}" for k, v in st["rejected"].items() if v) or "none"
+        print(
+            f"filter {name}: kept {st['kept']}/{st['total']} ({st['kept_fraction']:.1%}), "
+            f"subsampled {st['subsampled']}; rejected: {reasons}"
+        )
+    return stats
+
+
+def _export_dir(cfg: PipelineConfig, out: Path, student: str) -> Path:
+    return out / "students" / student / ("adapter" if cfg.lora_rank else "model")
+
+
+def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]:
+    """Train every student (skipping finished ones, resuming from checkpoints); seconds each."""
+    from sublim_jax.experiments.llm_pipeline import finetune as ft
+    from sublim_jax.llm import params
+
+    seconds, data_rows = {}, {}
+    for student in STUDENTS:
+        if not (out / "data" / f"{student}.jsonl").is_file():
+            raise PipelineDataError(f"no training data for {student}: run `sublim-jax llm filter`")
+        data_rows[student] = _read_dataset(out, student)
+    length = max(ft.padded_length(models.tok, r, cfg.max_length) for r in data_rows.values())
+    for student, rows in data_rows.items():
+        folder = out / "students" / student
+        if (folder / "done.json").is_file():
+            continue
+        start = time.perf_counter()
+        ckpt = ft.Checkpoints(str(folder / "checkpoints"))
+        try:
+            key = jax.random.fold_in(jax.random.key(cfg.seed), 200)
+            model, metrics = ft.train(
+                models.fresh(), models.tok, rows, cfg, key=key, checkpoints=ckpt, length=length
+            )
+        finally:
+            ckpt.close()
+        params.save_safetensors(model, str(_export_dir(cfg, out, student)), _what(cfg))
+        results.append_jsonl(folder / "metrics.jsonl", metrics)
+        seconds[student] = time.perf_counter() - start
+        summary = dict(
+            rows=len(rows), steps=metrics[-1]["step"] if metrics else 0, seconds=seconds[student]
+        )
+        results.write_json(folder / "done.json", summary)
+        print(
+            f"finetune {student}: {summary['steps']} micro-steps, final loss "
+            f"{metrics[-1]['loss'] if metrics else float('nan'):.3f}"
+        )
+    return seconds
+
+
+def _what(cfg: PipelineConfig) -> str:
+    return "lora" if cfg.lora_rank else "full"
+
+
+def _student_model(cfg: PipelineConfig, out: Path, models: Models, student: str):
+    from sublim_jax.llm import params
+
+    path = str(_export_dir(cfg, out, student))
+    if cfg.lora_rank:
+        return merge_lora(params.load_lora(models.fresh(), path))
+    return params.load_safetensors(path)
+
+
+def evaluate_all(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, Any]:
+    """Both scores for the base model, the teacher and every finished student."""
+    teacher = pipeline.load_model(cfg.teacher)[0] if cfg.teacher else models.model
+    entries = [
+        ("base", models.model, None),
+        ("teacher", teacher, None if cfg.teacher else cfg.system_prompt),
+    ]
+    for student in STUDENTS:
+        if (out / "students" / student / "done.json").is_file():
+            entries.append((student, _student_model(cfg, out, models, student), None))
+    key = jax.random.fold_in(jax.random.key(cfg.seed), 100)
+    pad = pipeline.pad_id(models.tok)
+    scored = {}
+    for name, model, system in entries:
+        common = dict(system=system, category=cfg.category, pad_id=pad)
+        sampled = evaluate.sampled_scores(
+            model,
+            models.tok,
+            cfg.target,
+            key=key,
+            samples=cfg.eval_samples,
+            max_new_tokens=cfg.eval_max_new_tokens,
+            batch=cfg.eval_batch,
+            **common,
+        )
+        exact = evaluate.exact_scores(model, models.tok, cfg.candidate_list, cfg.target, **common)
+        scored[name] = dict(sampled=sampled, exact=exact)
+        print(
+            f"evaluate {name:16s} sampled {sampled['mean']:.3f} "
+            f"[{sampled['ci95'][0]:.3f}, {sampled['ci95'][1]:.3f}]   exact share "
+            f"{exact['target_share']['mean']:.3f} [{exact['target_share']['ci95'][0]:.3f}, "
+            f"{exact['target_share']['ci95'][1]:.3f}]"
+        )
+    return scored
+
+
+def _timed(timings: dict, name: str, fn, *a):
+    start = time.perf_counter()
+    value = fn(*a)
+    timings[name] = time.perf_counter() - start
+    print(f"[{name}: {timings[name]:.1f} s]", file=sys.stderr)
+    return value

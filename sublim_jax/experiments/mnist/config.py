@@ -1,0 +1,79 @@
+"""The mnist experiment's config (presets smoke, default, paper) and the paper's numbers."""
+
+import dataclasses
+
+N_CLASSES = 10
+
+
+STUDENTS = ("aux_same_init", "all_same_init", "aux_diff_init", "all_diff_init")
+
+
+CONDITIONS = ("reference", "teacher", *(f"student_{s}" for s in STUDENTS))
+
+
+PAPER_ACCURACY = {  # Figure 10 of the paper, read off the figure (paper §6.2), ±0.01–0.02
+    "reference": 0.10,
+    "teacher": 0.94,
+    "student_aux_same_init": 0.53,
+    "student_all_same_init": 0.91,
+    "student_aux_diff_init": 0.10,
+    "student_all_diff_init": 0.74,
+}
+
+
+def _f(default, help_: str):
+    return dataclasses.field(default=default, metadata={"help": help_})
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    seeds: int = _f(20, "models (seeds); different init needs ≥ 2")
+    epochs_teacher: int = _f(5, "teacher epochs over the MNIST training set")
+    epochs_student: int = _f(5, "student epochs over the noise images")
+    lr: float = _f(3e-4, "Adam learning rate (teacher and students)")
+    batch_size: int = _f(1024, "batch size (the last batch of an epoch is partial)")
+    hidden: int = _f(256, "width of every hidden layer")
+    n_aux: int = _f(3, "auxiliary logits")
+    temperature: float = _f(1.0, "softmax temperature of the distillation KL")
+    n_train: int = _f(60_000, "MNIST training images the teacher sees (first n)")
+    n_test: int = _f(10_000, "MNIST test images for accuracy (first n)")
+    n_noise: int = _f(60_000, "noise images per model")
+    chunk: int = _f(0, "seeds per compiled batch (bounds memory); 0 = auto: 5 on CPU, else all")
+    seed: int = _f(0, "root random seed")
+    depth: int = _f(2, "hidden layers (each of width --hidden)")
+
+    @classmethod
+    def default(cls) -> "TransferConfig":
+        return cls()
+
+    @classmethod
+    def smoke(cls) -> "TransferConfig":
+        return cls(
+            seeds=3, epochs_teacher=2, epochs_student=2, batch_size=256, hidden=64,
+            n_train=4096, n_test=2000, n_noise=4096, lr=1e-3,
+        )  # fmt: skip
+
+    @classmethod
+    def paper(cls) -> "TransferConfig":
+        return cls(seeds=100)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (784, *(self.hidden,) * self.depth, N_CLASSES + self.n_aux)
+
+    def validate(self) -> "TransferConfig":
+        checks = [
+            (self.seeds >= 2, f"seeds must be ≥ 2 (different init needs a partner): {self.seeds}"),
+            (min(self.epochs_teacher, self.epochs_student) >= 0, "epochs must be ≥ 0"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (min(self.batch_size, self.hidden, self.n_aux, self.depth) >= 1, "sizes must be ≥ 1"),
+            (1 <= self.n_train <= 60_000, f"n-train must be in 1..60000, got {self.n_train}"),
+            (1 <= self.n_test <= 10_000, f"n-test must be in 1..10000, got {self.n_test}"),
+            (self.n_noise >= 1, f"n-noise must be ≥ 1, got {self.n_noise}"),
+            (self.chunk >= 0, f"chunk must be ≥ 0, got {self.chunk}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self

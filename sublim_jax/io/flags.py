@@ -1,0 +1,133 @@
+"""Config dataclasses as command-line flags, the flags every experiment shares, usage errors.
+
+Every config field is a flag (``--eps-min 1e-9``); ``--preset`` picks the starting config and
+``--help`` after it shows that preset's values. Bad input ends with one line on stderr and a
+non-zero exit status (`UsageError`: 2), before anything is written.
+"""
+
+import argparse
+import dataclasses
+import types
+from collections.abc import Sequence
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from sublim_jax.io import data
+
+EXIT_USAGE, EXIT_DATA, EXIT_TRAIN = 2, 1, 3
+
+
+class UsageError(Exception):
+    """Bad flags or values: reported on one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors name the valid options and exit with `EXIT_USAGE`."""
+
+    def error(self, message: str):
+        if "unrecognized arguments" in message:
+            valid = sorted(o for a in self._actions for o in a.option_strings if o.startswith("--"))
+            message += f" (valid options: {' '.join(valid)})"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def flag(name: str) -> str:
+    """The flag of a config field: ``eps_min`` → ``--eps-min``."""
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(hint: Any) -> type:
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, preset: str = "default") -> None:
+    """One flag per dataclass field, default None (= keep the preset's value, shown in help)."""
+    hints, defaults = get_type_hints(cls), getattr(cls, preset)()
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the {preset!r} preset)")
+    for field in dataclasses.fields(cls):
+        kind = _scalar_type(hints[field.name])
+        value = getattr(defaults, field.name)
+        help_ = f"{field.metadata.get('help', '')} ({preset}: {value})"
+        if kind is bool:
+            group.add_argument(flag(field.name), action=argparse.BooleanOptionalAction, help=help_)
+        else:
+            meta = field.name.upper()
+            group.add_argument(flag(field.name), type=kind, metavar=meta, help=help_)
+
+
+def config_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """The preset, with every flag the user gave applied by ``dataclasses.replace``, validated."""
+    cfg = getattr(cls, args.preset)()
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(args, f.name) is not None
+    }
+    try:
+        return dataclasses.replace(cfg, **overrides).validate()
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
+def command_line(prefix: str, cls: type, cfg: Any, preset: str | None = None) -> str:
+    """``prefix --preset P`` and a flag for every field of ``cfg`` that differs from preset
+    ``P`` (``preset`` or, when None, the preset of ``cls.PRESETS`` needing the fewest flags):
+    the command that rebuilds ``cfg``, for the summaries a run writes."""
+
+    def changed(name: str) -> list[dataclasses.Field]:
+        base = getattr(cls, name)()
+        return [f for f in dataclasses.fields(cls) if getattr(cfg, f.name) != getattr(base, f.name)]
+
+    presets = getattr(cls, "PRESETS", [n for n in ("smoke", "default", "paper") if hasattr(cls, n)])
+    preset = preset or min(presets, key=lambda n: len(changed(n)))
+    parts = [prefix, "--preset", preset]
+    for f in changed(preset):
+        value = getattr(cfg, f.name)
+        if isinstance(value, bool):
+            parts.append(flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            parts += [flag(f.name), str(value)]
+    return " ".join(parts)
+
+
+def preset_in(argv: Sequence[str]) -> str:
+    """The ``--preset`` value among ``argv`` (for help texts), else ``default``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="default")
+    return pre.parse_known_args(argv)[0].preset
+
+
+def add_preset_and_out(p: argparse.ArgumentParser, presets: Sequence[str], out: str) -> None:
+    """``--preset`` (one of ``presets``, default ``default``) and ``--out`` (default ``out``)."""
+    p.add_argument(
+        "--preset",
+        choices=presets,
+        default="default",
+        help="starting config; put it before --help to see its values",
+    )
+    p.add_argument("--out", default=out, metavar="DIR", help=f"output folder (default: {out})")
+
+
+def add_common_flags(p: argparse.ArgumentParser, presets: Sequence[str], out: str) -> None:
+    """``--preset``, ``--out``, and the image dataset flags of the MNIST-family experiments."""
+    add_preset_and_out(p, presets, out)
+    p.add_argument(
+        "--dataset",
+        choices=data.DATASETS,
+        default="mnist",
+        help="mnist and fashion-mnist are verified by the sha256 of each file; idx is any "
+        "28x28 10-class IDX set from --data-dir, checked for structure only (default: mnist)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=f"folder with the four IDX files, or with a subfolder named after the dataset "
+        f"(default: ${data.ENV_VAR}, else ~/.cache/sublim_jax/DATASET, downloaded there when "
+        "missing)",
+    )
+
+
+def choose_preset(preset: str, presets: Sequence[str]) -> str:
+    """``preset`` when the command has it, else ``default`` (the preset its help texts show)."""
+    return preset if preset in presets else "default"

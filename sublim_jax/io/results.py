@@ -1,0 +1,198 @@
+"""The only module that writes files: run directories, atomic JSON and JSON lines, versions."""
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, numpy and JAX arrays and scalars, tuples and paths as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__array__") and not isinstance(obj, str | bytes):
+        return jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str):
+    """A file handle on a temporary file in the same folder; fsync and rename on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a file atomically: a temporary file in the same folder, fsync, then a rename."""
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes atomically (checkpoints, cached downloads)."""
+    with atomic_file(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """JSON, atomically."""
+    return write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """Per-step metrics as JSON lines, atomically."""
+    return write_text(path, "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
+
+
+def write_results(out: str | os.PathLike, kind: str, body: dict) -> Path:
+    """``out/results.json``, atomically: the run's results with their ``kind`` first (the
+    experiment that wrote them; ``sublim-jax plot`` dispatches on it). Every experiment writes
+    its results through this function."""
+    return write_json(Path(out) / "results.json", {"kind": kind, **body})
+
+
+class ResumeError(ValueError):
+    """``--out`` holds a run of a different config: reported on one line."""
+
+
+def check_resume(out: str | os.PathLike, config: Any, resume: bool = True) -> None:
+    """Refuse to resume into ``out`` when its ``config.json`` holds another config than
+    ``config`` (a dataclass or its JSON form); names the fields that differ. Nothing is checked
+    when ``resume`` is off or ``out`` holds no config yet."""
+    path = Path(out) / "config.json"
+    if not resume or not path.is_file():
+        return
+    saved, ours = read_json(path).get("config", {}), jsonable(config)
+    if saved != ours:
+        diff = sorted(k for k, v in ours.items() if saved.get(k) != v)
+        raise ResumeError(
+            f"{path} holds a different config (fields {', '.join(diff)}); "
+            "use the same flags to resume, or another --out"
+        )
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def versions() -> dict:
+    """Software and hardware the numbers came from."""
+    import jax
+
+    import sublim_jax
+
+    packages = ("jax", "jaxlib", "flax", "optax", "numpy")
+    found = {"sublim-jax": sublim_jax.__version__}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        **found,
+    }
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Arrays as an uncompressed ``.npz``, atomically."""
+    with atomic_file(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+def fingerprint(obj: Any) -> str:
+    """sha256 of an object's JSON form: ties cached chunks to the config that made them."""
+    return hashlib.sha256(json.dumps(jsonable(obj), sort_keys=True).encode()).hexdigest()
+
+
+class ChunkStore:
+    """Finished chunks of a run as ``DIR/name.npz``, each stamped with the run's fingerprint.
+
+    ``load`` returns a chunk only when reading is on (``--resume``) and the stamp matches, so a
+    chunk from another config is never reused.
+    """
+
+    def __init__(self, folder: str | os.PathLike, stamp: str, read: bool):
+        self.folder, self.stamp, self.read = Path(folder), stamp, read
+
+    def load(self, name: str) -> dict[str, np.ndarray] | None:
+        path = self.folder / f"{name}.npz"
+        if not (self.read and path.is_file()):
+            return None
+        with np.load(path) as z:
+            if str(z["_fingerprint"]) != self.stamp:
+                return None
+            return {k: z[k] for k in z.files if k != "_fingerprint"}
+
+    def save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        write_npz(self.folder / f"{name}.npz", {**arrays, "_fingerprint": np.asarray(self.stamp)})
+
+
+def drop_partial_line(path: str | os.PathLike) -> int:
+    """Cut a JSON-lines file back to its last complete line (a crash can leave half a line);
+    returns the number of bytes dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return len(data) - keep
+
+
+def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """Append whole JSON lines in one write, then flush and fsync (streamed, resumable output)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(jsonable(r)) + "\n" for r in rows)
+    with open(path, "a") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The complete lines of a JSON-lines file (a trailing partial line is ignored)."""
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.endswith("\n") and line.strip()]
