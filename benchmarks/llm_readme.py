@@ -1,7 +1,7 @@
-"""Rewrite README's generated LLM benchmark tables from the reports saved under `results/`.
+"""Rewrite docs/benchmarks.md's generated LLM benchmark tables from the reports under `results/`.
 
     uv run python benchmarks/llm_readme.py           # rewrite the blocks
-    uv run python benchmarks/llm_readme.py --check   # exit 1 when README is out of date
+    uv run python benchmarks/llm_readme.py --check   # exit 1 when docs/benchmarks.md is out of date
 
 ``llm-speed`` has one row per part of every `llm_speed.py` report (``results/llm_speed_cpu.json``,
 the latest, then ``results/runs_*/llm_speed_cpu*.json``); ``llm-decode`` one row per batch of
@@ -18,6 +18,7 @@ from sublim_jax.io import markdown
 
 HERE = Path(__file__).resolve().parent
 ROOT, RESULTS = HERE.parent, HERE / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"  # the page holding the blocks
 PARTS = {"gen64": "`generate`, batch 64", "gen1": "`generate`, batch 1", "lora": "LoRA step"}
 
 
@@ -75,6 +76,7 @@ def decode_table(results: Path) -> str:
 
 
 def readme_blocks(results: Path = RESULTS) -> dict[str, str]:
+    """The generated blocks of ``PAGE``, by name (the name predates the move out of README)."""
     return {"llm-speed": speed_table(results), "llm-decode": decode_table(results)}
 
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
-    return markdown.refresh(ROOT / "README.md", readme_blocks(), args.check)
+    return markdown.refresh(PAGE, readme_blocks(), args.check)
 
 
 if __name__ == "__main__":

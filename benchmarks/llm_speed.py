@@ -19,7 +19,7 @@ generate call includes the prefill and the cache allocation on both sides.
     uv run python benchmarks/llm_speed.py --parts lora --out FILE.json      # ours only, saved
 
 ``PY`` is an interpreter with torch, transformers and peft (`llm_torch_reference.py` says how to
-make one). `llm_readme.py` writes README's table of the saved reports. Targets (issue 10):
+make one). `llm_readme.py` tables the saved reports in docs/benchmarks.md. Targets (issue 10):
 generation >= 1.5x transformers' tokens/s at batch 64, LoRA >= 1.2x transformers + peft. The
 7B-shaped GPU figures (decode tokens/s against the memory roofline, one LoRA step's time and
 peak memory) come from `llm_decode.py`:

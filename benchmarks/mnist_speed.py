@@ -31,8 +31,8 @@ to the students' time, or 60% if each student drew its own. Stored as uint16 dra
 per model, the runner keeps one chunk of models (5 on CPU) at a time, so memory is bounded at
 any seed count, and the decode per batch is one fused elementwise op. On a GPU drawing is
 cheap, but storing is cheap too (9.4 GB for 100 models), so one code path serves both.
-The latest run's report (2-core CPU, 10 seeds, with --torch-python) is saved in
-``benchmarks/results/mnist_speed_cpu_10seeds.json`` and quoted in README. Two such runs on this
+The latest run's report (2-core CPU, 10 seeds, with --torch-python), quoted in docs/benchmarks.md,
+is saved in ``benchmarks/results/mnist_speed_cpu_10seeds.json``. Two such runs on this
 shared machine, the same day: by the executed count training ran at 0.54–0.71 of the matmul
 peak, i.e. 0.72–0.95 in the 3×-forward convention the issue's 80% target was stated in (the
 machine's other load moves it); a Python loop over seeds took 0.82–0.94× the vmapped time on CPU
