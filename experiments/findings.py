@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = text != md.read_text()
         print(f"{md.name} is {'out of date' if stale else 'up to date'}")
         return int(stale)
-    results.write_json(root / "across" / "results.json", across)
+    results.write_results(root / "across", findings.KIND, across)
     figure.across_sweeps_figure(across, root / "across")
     results.write_text(md, text)
     print(findings.correlation_text(across))

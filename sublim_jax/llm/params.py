@@ -249,8 +249,6 @@ def _lora_meta(model: Decoder) -> dict:
 def merge_lora(model):
     """Fold every adapter into its kernel and drop it, in place: the model then has the base
     model's structure, so the evaluation programs compiled for the base are reused."""
-    from sublim_jax.llm.modeling import Proj
-
     for proj in [p for _, p in nnx.iter_graph(model) if isinstance(p, Proj) and p.lora is not None]:
         a, b = proj.lora.lora_a[...], proj.lora.lora_b[...]  # (L x) I x R, (L x) R x O
         delta = jnp.matmul(a, b) * proj.lora_scale

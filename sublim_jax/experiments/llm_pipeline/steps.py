@@ -17,8 +17,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from sublim_jax.experiments.llm_pipeline import evaluate, numbers
+from sublim_jax.experiments.llm_pipeline import evaluate, numbers, tiny
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
+from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder
 from sublim_jax.llm.sampling import SampleConfig, bucket, generate_fixed
 from sublim_jax.llm.tokenizer import Tokenizer
@@ -46,8 +47,6 @@ def check_model(spec: str) -> None:
     the decoder does not implement, before any weight is read."""
     spec = resolve_model(spec)
     if spec == "tiny" or spec.startswith("tiny:"):
-        from sublim_jax.experiments.llm_pipeline import tiny
-
         animal = spec.removeprefix("tiny").removeprefix(":")
         if animal and animal not in tiny.ANIMALS:
             raise ValueError(f"tiny teacher {spec!r}: choose one of {', '.join(tiny.ANIMALS)}")
@@ -60,8 +59,6 @@ def check_model(spec: str) -> None:
         raise FileNotFoundError(
             f"model {spec!r} is neither 'tiny', a checkpoint directory nor a .gguf file"
         )
-    from sublim_jax.llm.config import DecoderConfig
-
     DecoderConfig.from_dir(spec)
 
 
@@ -70,8 +67,6 @@ def load_model(spec: str) -> tuple[Decoder, Tokenizer]:
     check_model(spec)
     spec = resolve_model(spec)
     if spec == "tiny" or spec.startswith("tiny:"):
-        from sublim_jax.experiments.llm_pipeline import tiny
-
         return tiny.build(teacher=spec.removeprefix("tiny").removeprefix(":"))
     if spec.endswith(".gguf"):
         from sublim_jax.llm import gguf

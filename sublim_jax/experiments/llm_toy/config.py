@@ -95,7 +95,7 @@ class ToyConfig:
 
     @classmethod
     def paper(cls) -> "ToyConfig":
-        """20 seeds, a wider 3-layer model, more data (documented in the README with its time)."""
+        """20 seeds, a wider 3-layer model, more data (docs/llm_toy.md gives its time)."""
         return cls(
             seeds=20,
             hidden_size=128,

@@ -1,4 +1,5 @@
-"""``sublim-jax llm toy``: the command, its results file and README text from ``toy_run.run``.
+"""The toy experiment's results: the results.json body from `run.run`, each run's summary.md,
+and the generated README and docs/llm_toy.md blocks.
 
 The measure: the exact ``p(target | question [+ PREFIX])`` averaged over the questions
 (``toy.animal_probs``), per student; a student's shift is its score minus the score of the

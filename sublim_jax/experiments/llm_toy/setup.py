@@ -8,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sublim_jax.experiments.llm_pipeline import evaluate
 from sublim_jax.experiments.llm_toy import corpus
 from sublim_jax.experiments.llm_toy import steps as toy
 from sublim_jax.experiments.llm_toy.config import ToyConfig
+from sublim_jax.llm.modeling import Decoder
 from sublim_jax.llm.sampling import bucket
 
 
@@ -64,14 +66,10 @@ class Setup:
 
 
 def _decoder(mcfg):
-    from sublim_jax.llm.modeling import Decoder
-
     return Decoder(mcfg, rngs=nnx.Rngs(0))
 
 
 def _questions():
-    from sublim_jax.experiments.llm_pipeline import evaluate
-
     return evaluate.QUESTIONS
 
 
