@@ -53,17 +53,16 @@ def teacher_loss(params: mlp.Params, batch: Batch) -> jax.Array:
 
 
 def subset_loss(
-    params: mlp.Params, batch: Batch, *, loss: losses.OutputLoss, logit_idx: tuple[int, ...]
+    z_BxC: jax.Array, batch: Batch, *, loss: losses.OutputLoss, logit_idx: tuple[int, ...]
 ) -> jax.Array:
-    """``loss(z, y)`` on a fixed logit subset, averaged per example."""
-    z_BxC = mlp.apply(params, batch.x_BxD)
+    """``loss(z, y)`` of the logits ``z_BxC`` on a fixed subset, averaged per example."""
     return weighted_mean(losses.on_subset(loss, logit_idx)(z_BxC, batch.y_B), batch.w_B)
 
 
 def student_loss(params: mlp.Params, batch: Batch, *, logit_idx: tuple[int, ...], temperature):
     """KL(softmax(y/T) ‖ softmax(z/T)) on a fixed logit subset, averaged per example."""
     kl = lambda z, y: losses.kl_divergence(z, y, temperature)  # noqa: E731
-    return subset_loss(params, batch, loss=kl, logit_idx=logit_idx)
+    return subset_loss(mlp.apply(params, batch.x_BxD), batch, loss=kl, logit_idx=logit_idx)
 
 
 def train_step(

@@ -107,10 +107,10 @@ def student_loss(params: mlp.Params, batch: Batch, *, loss: losses.OutputLoss, l
                  theta0: mlp.Params | None = None, beta=None) -> jax.Array:  # fmt: skip
     """``loss`` on a logit subset, averaged per example; with ``theta0``, plus the penalty to
     the initial outputs β·KL(softmax(f(θ⁰, x)) ‖ softmax(f(θ, x))) over all logits."""
-    out = subset_loss(params, batch, loss=loss, logit_idx=logit_idx)
+    z_BxC = mlp.apply(params, batch.x_BxD)
+    out = subset_loss(z_BxC, batch, loss=loss, logit_idx=logit_idx)
     if theta0 is None:
         return out
-    z_BxC = mlp.apply(params, batch.x_BxD)
     kl_B = losses.kl_divergence(z_BxC, mlp.apply(theta0, batch.x_BxD))
     return out + beta * weighted_mean(kl_B, batch.w_B)
 
