@@ -241,11 +241,3 @@ def evaluate_all(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, An
             f"{exact['target_share']['ci95'][1]:.3f}]"
         )
     return scored
-
-
-def _timed(timings: dict, name: str, fn, *a):
-    start = time.perf_counter()
-    value = fn(*a)
-    timings[name] = time.perf_counter() - start
-    print(f"[{name}: {timings[name]:.1f} s]", file=sys.stderr)
-    return value
