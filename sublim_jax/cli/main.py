@@ -3,10 +3,11 @@
 Each experiment package registers its command (``command.register``) and says how to redraw its
 results (``command.PLOTS``: ``kind`` → function); this module only assembles them, dispatches
 ``plot`` on the ``kind`` every ``results.json`` carries, and turns errors into one line and an
-exit status (usage 2, data 1, training 3).
+exit status (usage 2, data and files 1, training 3, interrupted 130).
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from sublim_jax.experiments.mnist import command as mnist
 from sublim_jax.experiments.sweeps import command as sweeps
 from sublim_jax.experiments.theorem import command as theorem
 from sublim_jax.io import data, flags, results
-from sublim_jax.io.flags import EXIT_DATA, EXIT_TRAIN, EXIT_USAGE, UsageError
+from sublim_jax.io.flags import EXIT_DATA, EXIT_INTERRUPT, EXIT_TRAIN, EXIT_USAGE, UsageError
 
 USAGE = """Subliminal learning, checked numerically and reproduced (Cloud et al., arXiv 2507.14805).
 
@@ -46,6 +47,8 @@ def run_plot(args: argparse.Namespace) -> Path:
     """Redraw a finished run's figure (and print its table; a toy run's ``summary.md`` too)
     from ``DIR/results.json``, by the ``kind`` it records."""
     out = Path(args.dir)
+    if out.name == "results.json" and out.is_file():  # the file itself, not its folder
+        out = out.parent
     path = out / "results.json"
     if not path.is_file():
         raise UsageError(f"{path} not found: pass the --out folder of a finished run")
@@ -59,7 +62,12 @@ def run_plot(args: argparse.Namespace) -> Path:
             f"{path} records no known kind ({kind!r}; known: {', '.join(PLOTS)}): "
             "is it a sublim-jax results file?"
         )
-    paths = PLOTS[kind](res, out)
+    try:
+        paths = PLOTS[kind](res, out)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise UsageError(
+            f"{path} is not a complete {kind} results file ({type(err).__name__}: {err})"
+        ) from err
     print("wrote " + ", ".join(str(p) for p in paths))
     return out
 
@@ -68,12 +76,17 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     """The parser; ``preset`` is the preset whose values the help texts show."""
     parser = flags.Parser(
         prog="sublim-jax",
+        usage="sublim-jax [-h] COMMAND ...",
         description=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=flags.Parser)
-    theorem.register(sub, preset)
+    sub = parser.add_subparsers(  # listed once, in USAGE
+        dest="command", required=True, parser_class=flags.Parser, metavar="COMMAND",
+        help=argparse.SUPPRESS,
+    )  # fmt: skip
     mnist.register(sub, preset)
+    theorem.register(sub, preset)
+    sweeps.register(sub, preset)
     llm = sub.add_parser(
         "llm",
         help="the LLM number-transfer pipeline (the paper's §3): generate, filter, finetune, "
@@ -81,10 +94,11 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
         description="Teacher numbers → filter → students (trait, base-numbers and shuffled "
         "controls) → animal-preference scores. `run` does every stage; each stage resumes.",
     )
-    stages = llm.add_subparsers(dest="stage", required=True, parser_class=flags.Parser)
+    stages = llm.add_subparsers(
+        dest="stage", required=True, parser_class=flags.Parser, metavar="STAGE"
+    )
     llm_pipeline.register(stages, preset)
     llm_toy.register(stages, preset)
-    sweeps.register(sub, preset)
     plot = sub.add_parser(
         "plot",
         help="redraw a run's figure from its saved results.json",
@@ -114,6 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as err:
         print(f"sublim-jax {args.command}: training error: {err}", file=sys.stderr)
         return EXIT_TRAIN
+    except BrokenPipeError:  # output piped into e.g. `head`, which has exited: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_DATA
+    except OSError as err:  # --out unwritable, a read-only file system, a full disk
+        where = f": {err.filename}" if err.filename else ""
+        print(f"sublim-jax {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return EXIT_DATA
+    except KeyboardInterrupt:
+        hint = " (finished chunks are kept: rerun with --resume)" if "resume" in args else ""
+        print(f"sublim-jax {args.command}: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPT
     return 0
 
 

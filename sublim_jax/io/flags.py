@@ -7,13 +7,14 @@ non-zero exit status (`UsageError`: 2), before anything is written.
 
 import argparse
 import dataclasses
+import math
 import types
 from collections.abc import Sequence
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from sublim_jax.io import data
 
-EXIT_USAGE, EXIT_DATA, EXIT_TRAIN = 2, 1, 3
+EXIT_USAGE, EXIT_DATA, EXIT_TRAIN, EXIT_INTERRUPT = 2, 1, 3, 130
 
 
 class UsageError(Exception):
@@ -21,7 +22,12 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors name the valid options and exit with `EXIT_USAGE`."""
+    """An argument parser whose errors name the valid options and exit with `EXIT_USAGE`, and
+    which takes no abbreviated flags (``--hid 32`` is an error, not ``--hidden 32``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         if "unrecognized arguments" in message:
@@ -39,6 +45,32 @@ def _scalar_type(hint: Any) -> type:
     if get_origin(hint) in (Union, types.UnionType):
         hint = next(a for a in get_args(hint) if a is not type(None))
     return hint
+
+
+def _holds(value: float, rule: str) -> bool:
+    op, _, bound = rule.partition(" ")
+    if op == "in":
+        low, high = (float(b) for b in bound.split(".."))
+        return low <= value <= high
+    bound_value = float(bound)
+    return {
+        ">": value > bound_value,
+        ">=": value >= bound_value,
+        "<": value < bound_value,
+        "<=": value <= bound_value,
+    }[op]
+
+
+def check_fields(cfg: Any, rules: dict[str, str]) -> None:
+    """Raise ``ValueError`` naming the flag and the value when a numeric field of ``cfg`` is not
+    finite, or breaks its rule (``"> 0"``, ``">= 1"``, ``"in 0..1"``, bounds inclusive)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{flag(f.name)} must be a finite number, got {value}")
+        rule = rules.get(f.name)
+        if rule is not None and not _holds(value, rule):
+            raise ValueError(f"{flag(f.name)} must be {rule}, got {value}")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, preset: str = "default") -> None:
@@ -107,6 +139,24 @@ def add_preset_and_out(p: argparse.ArgumentParser, presets: Sequence[str], out: 
         help="starting config; put it before --help to see its values",
     )
     p.add_argument("--out", default=out, metavar="DIR", help=f"output folder (default: {out})")
+
+
+def add_run_folder_flags(p: argparse.ArgumentParser, resume: bool) -> None:
+    """``--force`` (and ``--resume`` where a run can continue): what to do with an ``--out`` that
+    already holds files. Without either, such a folder stops the run before anything is
+    written."""
+    group = p.add_mutually_exclusive_group()
+    if resume:
+        group.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in --out: reuse its finished chunks (its config must match)",
+        )
+    group.add_argument(
+        "--force",
+        action="store_true",
+        help="delete everything in --out first (a finished run there is lost)",
+    )
 
 
 def add_common_flags(p: argparse.ArgumentParser, presets: Sequence[str], out: str) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -33,6 +34,13 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str):
     """A file handle on a temporary file in the same folder; fsync and rename on success."""
@@ -40,6 +48,7 @@ def atomic_file(path: str | os.PathLike, mode: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 → what open() would give
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -82,7 +91,34 @@ def write_results(out: str | os.PathLike, kind: str, body: dict) -> Path:
 
 
 class ResumeError(ValueError):
-    """``--out`` holds a run of a different config: reported on one line."""
+    """``--out`` holds a run of a different config, or another run and neither ``--resume`` nor
+    ``--force`` was given: reported on one line, nothing written."""
+
+
+def claim_out(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> Path:
+    """The run folder ``out``, checked before anything is written: a finished or partial run in
+    it is never replaced silently. A non-empty folder needs ``resume`` (continue the run there;
+    `check_resume` then compares configs) or ``force`` (empty it first); a file is refused."""
+    out = Path(out)
+    if resume and force:
+        raise ResumeError("--resume continues the run in --out and --force deletes it: pass one")
+    if out.exists() and not out.is_dir():
+        raise ResumeError(f"--out {out} is a file, not a folder")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and force:
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    elif held and not resume:
+        what = "a run (config.json)" if "config.json" in held else f"{len(held)} files"
+        raise ResumeError(
+            f"--out {out} already holds {what}: pass --resume to continue it, --force to "
+            "delete it and start again, or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def check_resume(out: str | os.PathLike, config: Any, resume: bool = True) -> None:

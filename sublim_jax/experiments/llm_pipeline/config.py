@@ -1,9 +1,10 @@
 """The language-model pipeline's config (presets tiny, smollm2, paper) and its students."""
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from sublim_jax.experiments.llm_pipeline import evaluate
+from sublim_jax.io import flags
 
 STUDENTS = ("trait", "base_numbers", "shuffled_within", "shuffled_across")
 
@@ -107,20 +108,33 @@ class PipelineConfig:
         )
 
     def validate(self) -> "PipelineConfig":
-        positive = ("n_prompts", "subsample", "gen_batch", "max_new_tokens", "batch_size")
-        positive += ("accum_steps", "epochs", "max_length", "checkpoint_every", "eval_samples")
-        bad = [f for f in positive if getattr(self, f) < 1]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} must be ≥ 1")
-        if self.teacher == "tiny:":
-            return dataclasses.replace(self, teacher=f"tiny:{self.animal}").validate()
-        if not self.target:
-            return dataclasses.replace(self, target=self.animal).validate()
-        if self.target not in self.candidate_list:
-            return dataclasses.replace(self, candidates=f"{self.target},{self.candidates}")
-        if self.temperature <= 0:
-            raise ValueError("--temperature must be > 0")
-        return self
+        """The config with its defaults filled in (``tiny:`` → ``tiny:ANIMAL``, no target → the
+        animal, the target among the candidates), every field then checked."""
+        cfg = self
+        if cfg.teacher == "tiny:":
+            cfg = dataclasses.replace(cfg, teacher=f"tiny:{cfg.animal}")
+        if not cfg.target:
+            cfg = dataclasses.replace(cfg, target=cfg.animal)
+        if cfg.target not in cfg.candidate_list:
+            cfg = dataclasses.replace(cfg, candidates=f"{cfg.target},{cfg.candidates}")
+        flags.check_fields(cfg, cfg.RULES)
+        return cfg
+
+    RULES: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(
+            ("n_prompts", "subsample", "gen_batch", "max_new_tokens", "batch_size", "accum_steps",
+             "epochs", "max_length", "checkpoint_every", "eval_samples", "eval_max_new_tokens",
+             "eval_batch"),
+            ">= 1",
+        ),
+        "temperature": "> 0",
+        "learning_rate": "> 0",
+        "lora_rank": ">= 0",
+        "lora_alpha": "> 0",
+        "clip_norm": "> 0",
+        "weight_decay": ">= 0",
+        "warmup_steps": ">= 0",
+    }  # fmt: skip
 
     @property
     def candidate_list(self) -> list[str]:

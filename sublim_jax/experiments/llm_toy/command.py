@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> Path:
     cfg = flags.config_from_args(ToyConfig, args)
     out = Path(args.out)
     results.check_resume(out, cfg, args.resume)
+    results.claim_out(out, resume=args.resume, force=args.force)
     doc = {"config": results.jsonable(cfg)}
     results.write_json(out / "config.json", doc)
     store = results.ChunkStore(out / "chunks", results.fingerprint(doc), read=args.resume)
@@ -60,6 +61,6 @@ def register(stages, preset: str) -> None:
     )
     p.add_argument("--preset", choices=PRESETS, default="default", help="starting config")
     p.add_argument("--out", default=OUT, metavar="DIR", help="output folder")
-    p.add_argument("--resume", action="store_true", help="reuse finished stages from --out")
+    flags.add_run_folder_flags(p, resume=True)
     flags.add_config_flags(p, ToyConfig, flags.choose_preset(preset, PRESETS))
     p.set_defaults(run=run, parser=p)

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     results.check_resume(out, cfg, args.resume)
     ds, x_train, x_test = data.load_flat(args.dataset, args.data_dir)
+    results.claim_out(out, resume=args.resume, force=args.force)
     doc = {"config": cfg, "data": ds.identity()}
     results.write_json(out / "config.json", doc)
     store = results.ChunkStore(out / "chunks", results.fingerprint(doc), read=args.resume)
@@ -55,8 +56,6 @@ def register(sub, preset: str) -> None:
         "different init; test accuracy of all six conditions over many seeds.",
     )
     flags.add_common_flags(p, PRESETS, OUT)
-    p.add_argument(
-        "--resume", action="store_true", help="reuse finished chunks (e.g. teachers) from --out"
-    )
+    flags.add_run_folder_flags(p, resume=True)
     flags.add_config_flags(p, TransferConfig, flags.choose_preset(preset, PRESETS))
     p.set_defaults(run=run, parser=p)

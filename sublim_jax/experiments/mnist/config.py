@@ -1,6 +1,9 @@
 """The mnist experiment's config (presets smoke, default, paper) and the paper's numbers."""
 
 import dataclasses
+from typing import ClassVar
+
+from sublim_jax.io import flags
 
 N_CLASSES = 10
 
@@ -62,18 +65,24 @@ class TransferConfig:
         return (784, *(self.hidden,) * self.depth, N_CLASSES + self.n_aux)
 
     def validate(self) -> "TransferConfig":
-        checks = [
-            (self.seeds >= 2, f"seeds must be ≥ 2 (different init needs a partner): {self.seeds}"),
-            (min(self.epochs_teacher, self.epochs_student) >= 0, "epochs must be ≥ 0"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-            (min(self.batch_size, self.hidden, self.n_aux, self.depth) >= 1, "sizes must be ≥ 1"),
-            (1 <= self.n_train <= 60_000, f"n-train must be in 1..60000, got {self.n_train}"),
-            (1 <= self.n_test <= 10_000, f"n-test must be in 1..10000, got {self.n_test}"),
-            (self.n_noise >= 1, f"n-noise must be ≥ 1, got {self.n_noise}"),
-            (self.chunk >= 0, f"chunk must be ≥ 0, got {self.chunk}"),
-        ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        if self.seeds < 2:
+            raise ValueError(
+                f"--seeds must be ≥ 2 (different init needs a partner), got {self.seeds}"
+            )
+        flags.check_fields(self, self.RULES)
         return self
+
+    RULES: ClassVar[dict[str, str]] = {
+        "epochs_teacher": ">= 0",
+        "epochs_student": ">= 0",
+        "lr": "> 0",
+        "temperature": "> 0",
+        "batch_size": ">= 1",
+        "hidden": ">= 1",
+        "n_aux": ">= 1",
+        "depth": ">= 1",
+        "n_train": "in 1..60000",
+        "n_test": "in 1..10000",
+        "n_noise": ">= 1",
+        "chunk": ">= 0",
+    }

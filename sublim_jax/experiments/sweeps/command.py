@@ -20,8 +20,9 @@ def run(args: argparse.Namespace) -> Path | None:
     across-sweeps figure); ``--list`` names them."""
 
     if args.list:
+        width = max(map(len, sweeps.SWEEPS))
         for name, sweep in sweeps.SWEEPS.items():
-            print(f"{name:14s} {sweep.description}")
+            print(f"{name:{width}s}  {sweep.description}")
         return None
     if args.name is None:
         raise UsageError("name a sweep, or all (see `sublim-jax sweep --list`)")
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> Path | None:
     ds, x_train, x_test = data.load_flat(args.dataset, args.data_dir)
     every = tuple(p for points in grids.values() for p in points)
     images, inputs_data = _input_images(args, every, ds, cfg.n_noise)  # all checked up front
+    results.claim_out(out, force=args.force)
     if args.name != "all":
         return _one_sweep(args.name, grids[args.name], cfg, out, ds, (x_train, x_test), images,
                           inputs_data)  # fmt: skip
@@ -150,6 +152,7 @@ def register(sub, preset: str) -> None:
         "fashion-mnist; the same lookup as --data-dir; default: --data-dir's)",
     )
     flags.add_common_flags(sweep, sweeps.PRESETS, SWEEP_OUT)
+    flags.add_run_folder_flags(sweep, resume=False)
     flags.add_config_flags(sweep, SweepConfig, flags.choose_preset(preset, sweeps.PRESETS))
     sweep.set_defaults(run=run, parser=sweep)
 

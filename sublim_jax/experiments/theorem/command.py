@@ -16,7 +16,7 @@ OUT = "runs/theorem"
 def run(args: argparse.Namespace) -> Path:
     cfg = flags.config_from_args(TheoremConfig, args)
     ds, x_train, _ = data.load_flat(args.dataset, args.data_dir)
-    out = Path(args.out)
+    out = results.claim_out(args.out, force=args.force)
     results.write_json(out / "config.json", {"config": cfg, "data": ds.identity()})
     start = time.perf_counter()
     bars = progress.tqdm_bars("seed")
@@ -48,5 +48,6 @@ def register(sub, preset: str) -> None:
         description="Sweep ε and study ≥ 100 seeds: Δθ_S·Δθ_T vs εA, shared vs different init.",
     )
     flags.add_common_flags(p, PRESETS, OUT)
+    flags.add_run_folder_flags(p, resume=False)
     flags.add_config_flags(p, TheoremConfig, flags.choose_preset(preset, PRESETS))
     p.set_defaults(run=run, parser=p)
