@@ -10,8 +10,8 @@ noise and the teacher's logits on it are made once per model and reused every ep
 Noise is stored as uint16 draws decoded per batch to (u + ½)/2¹⁵ − 1, a uniform grid of 2¹⁶
 values in (−1, 1): 94 MB per model instead of 188 MB, identical values every epoch, and no
 redrawing (on CPU that would add ~15% to the students' time; benchmarks/mnist_speed.py).
-No I/O here: the CLI saves and draws. Dims: N examples, B batch, T steps per epoch, E epochs,
-D pixels, C logits.
+No I/O here: `run` loops over seeds, `command` saves and draws. Dims: N examples, B batch,
+T steps per epoch, E epochs, D pixels, C logits.
 """
 
 import math

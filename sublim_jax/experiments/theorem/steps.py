@@ -3,7 +3,7 @@
 L_T is cross-entropy on the 10 class logits of MNIST training images; the student sees uniform
 noise in [−1, 1] and L_S is softmax CE on the 3 auxiliary logits only. Shared vs different init
 is which init key reaches the student (the same key, or the key of a deranged partner seed).
-No I/O here: ``run`` returns arrays; ``sublim_jax.cli.main`` saves and draws them.
+No I/O here: `run` loops over seeds and returns arrays; `command` saves and draws them.
 Dims: S seeds, E step sizes, N teacher examples, B noise images, D pixels, C logits.
 """
 
