@@ -123,6 +123,21 @@ def command_line(prefix: str, cls: type, cfg: Any, preset: str | None = None) ->
     return " ".join(parts)
 
 
+RUN_FIELDS = ("seeds", "chunk", "seed")  # how many and which runs, and how they are batched
+
+
+def reduced_fields(cls: type, cfg: Any, reference: str = "paper") -> list[str]:
+    """The flags of ``cfg``'s fields that make each model smaller or shorter than preset
+    ``reference``'s (the paper's setup): every field that differs except `RUN_FIELDS`. A run
+    with any is not comparable with the paper's numbers model for model."""
+    base = getattr(cls, reference)()
+    return [
+        flag(f.name)
+        for f in dataclasses.fields(cls)
+        if f.name not in RUN_FIELDS and getattr(cfg, f.name) != getattr(base, f.name)
+    ]
+
+
 def preset_in(argv: Sequence[str]) -> str:
     """The ``--preset`` value among ``argv`` (for help texts), else ``default``."""
     pre = argparse.ArgumentParser(add_help=False)

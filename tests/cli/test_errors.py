@@ -69,8 +69,9 @@ def test_force_replaces_a_finished_run(mnist_dir, finished_run, capsys):
     results.write_bytes(stale, b"from a larger run")
     argv = ["mnist", "--out", str(finished_run), "--data-dir", mnist_dir, "--force", *TINY]
     assert cli.main(argv) == 0
-    saved = results.read_json(finished_run / "config.json")["config"]
-    assert saved["seeds"] == 2 and not stale.exists()  # nothing of the old run is left
+    saved = results.read_json(finished_run / "config.json")
+    assert saved["config"]["seeds"] == 2 and not stale.exists()  # nothing of the old run is left
+    assert saved["preset"] == "default"
 
 
 def test_an_empty_out_folder_needs_no_flag(mnist_dir, tmp_path):

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> Path:
     results.check_resume(out, cfg, args.resume)
     results.claim_out(out, resume=args.resume, force=args.force)
     doc = {"config": results.jsonable(cfg)}
-    results.write_json(out / "config.json", doc)
+    results.write_json(out / "config.json", {**doc, "preset": args.preset})
     store = results.ChunkStore(out / "chunks", results.fingerprint(doc), read=args.resume)
     start = time.perf_counter()
     try:

@@ -20,13 +20,15 @@ def run(args: argparse.Namespace) -> Path:
     ds, x_train, x_test = data.load_flat(args.dataset, args.data_dir)
     results.claim_out(out, resume=args.resume, force=args.force)
     doc = {"config": cfg, "data": ds.identity()}
-    results.write_json(out / "config.json", doc)
+    results.write_json(out / "config.json", {**doc, "preset": args.preset})
     store = results.ChunkStore(out / "chunks", results.fingerprint(doc), read=args.resume)
     start = time.perf_counter()
     bars = progress.tqdm_bars("epoch")
     raw = run_seeds(cfg, x_train, ds.y_train, x_test, ds.y_test, store=store, progress=bars)
     res = {
-        **report.results_body(raw, cfg.seeds, ds.identity()),
+        **report.results_body(
+            raw, cfg.seeds, ds.identity(), args.preset, flags.reduced_fields(TransferConfig, cfg)
+        ),
         "wall_seconds": time.perf_counter() - start,
         "versions": results.versions(),
     }

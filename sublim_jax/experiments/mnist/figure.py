@@ -39,10 +39,21 @@ def transfer_figure(results: dict, out_dir: str | Path, stem: str = "transfer") 
     ax.set_xticks(x, [TRANSFER_LABELS.get(c, c) for c in conds], fontsize=8)
     title = _DATASET_TITLES.get(_dataset(results), _dataset(results))
     ax.set(ylim=(0, 1.05), ylabel=f"{title} test accuracy")
-    ax.set_title(f"Auxiliary-logit transfer on {title}, {results['seeds']} seeds (95% CI)")
+    ax.set_title(f"Auxiliary-logit transfer on {title}, {results['seeds']} seeds (95% CI)"
+                 + size_note(results))  # fmt: skip
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return save(fig, Path(out_dir), stem)
+
+
+def size_note(results: dict) -> str:
+    """A second title line for a run smaller than the paper's (its preset and the flags that
+    shrink it), so that its numbers are not read against the paper's."""
+    reduced = results.get("reduced") or []
+    if not reduced:
+        return ""
+    shown = ", ".join(reduced[:4]) + (", …" if len(reduced) > 4 else "")
+    return f"\n{results.get('preset')} preset, reduced size ({shown}): not the paper's setup"
 
 
 _DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX dataset"}

@@ -8,12 +8,17 @@ from sublim_jax.experiments.mnist.config import PAPER_ACCURACY
 KIND = "mnist"
 
 
-def results_body(raw: dict, seeds: int, dataset: dict) -> dict:
+def results_body(
+    raw: dict, seeds: int, dataset: dict, preset: str | None = None, reduced: list[str] = ()
+) -> dict:
     """Per condition the per-seed test accuracies and their summary; the paper's numbers beside
-    them on MNIST; which partner each seed's different-init students took, and how seeds ran."""
+    them on MNIST at the paper's model size (not when ``reduced`` names flags that shrink the
+    models); which partner each seed's different-init students took, and how seeds ran."""
+    comparable = dataset["name"] == "mnist" and not reduced
     return {
         "conditions": {k: {"accuracy": v, **stats.summary(v)} for k, v in raw["accuracy"].items()},
-        **({"paper": PAPER_ACCURACY} if dataset["name"] == "mnist" else {}),
+        **({"paper": PAPER_ACCURACY} if comparable else {}),
+        **({"preset": preset, "reduced": list(reduced)} if preset else {}),
         "data": dataset,
         "seeds": seeds,
         "partner": raw["partner"],

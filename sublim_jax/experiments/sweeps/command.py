@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> Path | None:
     results.claim_out(out, force=args.force)
     if args.name != "all":
         return _one_sweep(args.name, grids[args.name], cfg, out, ds, (x_train, x_test), images,
-                          inputs_data)  # fmt: skip
+                          inputs_data, args.preset)  # fmt: skip
     done = [
-        _one_sweep(n, points, cfg, out / n, ds, (x_train, x_test), images, inputs_data)
+        _one_sweep(n, points, cfg, out / n, ds, (x_train, x_test), images, inputs_data, args.preset)
         for n, points in grids.items()
     ]
     return _across(out, [results.read_json(d / "results.json") for d in done])
@@ -70,12 +70,12 @@ def _across(out: Path, sweep_results: list[dict]) -> Path:
     return out
 
 
-def _one_sweep(name, points, cfg, out: Path, ds, xs, images, inputs_data) -> Path:
+def _one_sweep(name, points, cfg, out: Path, ds, xs, images, inputs_data, preset: str) -> Path:
 
     used = {sweeps.input_dataset(p) for p in points} - {None}
     inputs_data = {k: v for k, v in inputs_data.items() if k in used}
     doc = {"config": cfg, "sweep": name, "grid": [p.label for p in points]}
-    results.write_json(out / "config.json", {**doc, "data": ds.identity()})
+    results.write_json(out / "config.json", {**doc, "data": ds.identity(), "preset": preset})
     start = time.perf_counter()
     bars = progress.tqdm_bars("epoch")
     x_train, x_test = xs

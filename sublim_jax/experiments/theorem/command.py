@@ -17,7 +17,9 @@ def run(args: argparse.Namespace) -> Path:
     cfg = flags.config_from_args(TheoremConfig, args)
     ds, x_train, _ = data.load_flat(args.dataset, args.data_dir)
     out = results.claim_out(args.out, force=args.force)
-    results.write_json(out / "config.json", {"config": cfg, "data": ds.identity()})
+    results.write_json(
+        out / "config.json", {"config": cfg, "data": ds.identity(), "preset": args.preset}
+    )
     start = time.perf_counter()
     bars = progress.tqdm_bars("seed")
     res = run_seeds(cfg, x_train, ds.y_train, progress=bars)

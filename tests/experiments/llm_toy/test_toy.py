@@ -231,6 +231,7 @@ def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
             np.testing.assert_allclose(r["shift_vs_control"]["per_seed"], want)
             assert len(want) == S and r["shift_vs_control"]["n"] == S
     assert res["numbers"]["base"]["kept_fraction"]["mean"] > 0.2
+    assert results.read_json(out / "config.json")["preset"] == "smoke"
     assert res["models"]["teacher"]["mean"] > res["models"]["control_teacher"]["mean"]
     assert {"llm_toy.pdf", "llm_toy.png", "summary.md", "config.json"} <= {
         p.name for p in out.iterdir()

@@ -104,3 +104,8 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte" in err and "--data-dir" in err
     assert not out.exists()
+
+
+def test_config_records_the_preset_and_results_their_kind(smoke_run: Path):
+    assert json.loads((smoke_run / "config.json").read_text())["preset"] == "smoke"
+    assert json.loads((smoke_run / "results.json").read_text())["kind"] == "theorem"
