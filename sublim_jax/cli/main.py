@@ -82,6 +82,7 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(  # listed once, in USAGE
         dest="command", required=True, parser_class=flags.Parser, metavar="COMMAND",
+        prog="sublim-jax",
         help=argparse.SUPPRESS,
     )  # fmt: skip
     mnist.register(sub, preset)

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import math
 import types
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from sublim_jax.io import data
@@ -67,25 +67,50 @@ def check_fields(cfg: Any, rules: dict[str, str]) -> None:
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{flag(f.name)} must be a finite number, got {value}")
+            raise ValueError(f"{field_flag(f)} must be a finite number, got {value}")
         rule = rules.get(f.name)
         if rule is not None and not _holds(value, rule):
-            raise ValueError(f"{flag(f.name)} must be {rule}, got {value}")
+            raise ValueError(f"{field_flag(f)} must be {rule}, got {value}")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, preset: str = "default") -> None:
-    """One flag per dataclass field, default None (= keep the preset's value, shown in help)."""
+def field_flag(field: dataclasses.Field) -> str:
+    """A config field's flag: ``--`` and its name with dashes, or the name its metadata gives
+    (``metadata={"flag": "steps-per-call"}``) where the field's own name means something else in
+    another command."""
+    return flag(field.metadata.get("flag", field.name))
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    preset: str = "default",
+    shown: Collection[str] | None = None,
+) -> None:
+    """One flag per dataclass field, default None (= keep the preset's value, shown in help).
+    A field's ``aliases`` (old flag names) are accepted too. With ``shown``, only those fields'
+    flags appear in the help; the others are accepted all the same."""
     hints, defaults = get_type_hints(cls), getattr(cls, preset)()
     group = parser.add_argument_group(f"{cls.__name__} fields (override the {preset!r} preset)")
     for field in dataclasses.fields(cls):
         kind = _scalar_type(hints[field.name])
         value = getattr(defaults, field.name)
-        help_ = f"{field.metadata.get('help', '')} ({preset}: {value})"
+        aliases = [flag(a) for a in field.metadata.get("aliases", ())]
+        also = f"; also {', '.join(aliases)}, its old name" if aliases else ""
+        help_ = f"{field.metadata.get('help', '')} ({preset}: {_shown(value)}{also})"
+        if shown is not None and field.name not in shown:
+            help_ = argparse.SUPPRESS
+        names = (field_flag(field), *aliases)
         if kind is bool:
-            group.add_argument(flag(field.name), action=argparse.BooleanOptionalAction, help=help_)
+            group.add_argument(
+                *names, dest=field.name, action=argparse.BooleanOptionalAction, help=help_
+            )
         else:
-            meta = field.name.upper()
-            group.add_argument(flag(field.name), type=kind, metavar=meta, help=help_)
+            meta = field.metadata.get("flag", field.name).replace("-", "_").upper()
+            group.add_argument(*names, dest=field.name, type=kind, metavar=meta, help=help_)
 
 
 def config_from_args(cls: type, args: argparse.Namespace) -> Any:
@@ -116,10 +141,11 @@ def command_line(prefix: str, cls: type, cfg: Any, preset: str | None = None) ->
     parts = [prefix, "--preset", preset]
     for f in changed(preset):
         value = getattr(cfg, f.name)
+        name = field_flag(f)
         if isinstance(value, bool):
-            parts.append(flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
+            parts.append(name if value else "--no-" + name.removeprefix("--"))
         else:
-            parts += [flag(f.name), str(value)]
+            parts += [name, str(value)]
     return " ".join(parts)
 
 
@@ -132,7 +158,7 @@ def reduced_fields(cls: type, cfg: Any, reference: str = "paper") -> list[str]:
     with any is not comparable with the paper's numbers model for model."""
     base = getattr(cls, reference)()
     return [
-        flag(f.name)
+        field_flag(f)
         for f in dataclasses.fields(cls)
         if f.name not in RUN_FIELDS and getattr(cfg, f.name) != getattr(base, f.name)
     ]

@@ -26,12 +26,56 @@ def plot(res: dict, out: Path) -> list[Path]:
 PLOTS = {report.KIND: plot}
 
 
+STAGE_HELP = {
+    "generate": (
+        "teacher and base answer the number prompts",
+        "The teacher (the model with the trait's system prompt, or --teacher) and the base model "
+        "each answer --n-prompts number prompts at --temperature; rows are appended to "
+        "data/teacher.jsonl and data/base.jsonl batch by batch and resumed by id.",
+        ("model", "teacher", "animal", "category", "n_prompts", "gen_batch", "temperature",
+         "max_new_tokens", "seed"),
+    ),
+    "filter": (
+        "keep well-formed answers, subsample, build the controls",
+        "The paper's filter keeps answers that are only numbers; --subsample rows are drawn for "
+        "each student, and two controls shuffle the teacher's numbers within and across answers. "
+        "Writes data/<student>.jsonl and filter_stats.json.",
+        ("subsample", "seed"),
+    ),
+    "finetune": (
+        "train every student (LoRA or full), resumable",
+        "Each student (trait, base_numbers, shuffled_within, shuffled_across) is fine-tuned from "
+        "the base model on its rows; Orbax checkpoints every --checkpoint-every steps, so a killed "
+        "run resumes. Writes students/<student>/.",
+        ("model", "lora_rank", "lora_alpha", "lora_targets", "learning_rate", "warmup_steps",
+         "batch_size", "accum_steps", "clip_norm", "weight_decay", "epochs", "max_length",
+         "checkpoint_every", "seed"),
+    ),
+    "evaluate": (
+        "score the base, the teacher and every student",
+        "Each model answers the animal questions: the sampled one-word score and the exact share "
+        "of --target among --candidates. Writes results.json and the figure.",
+        ("model", "teacher", "animal", "target", "category", "candidates", "eval_samples",
+         "eval_max_new_tokens", "eval_batch", "seed"),
+    ),
+    "run": ("all stages, each resuming where it stopped", "generate, filter, finetune and "
+            "evaluate in turn; each skips what --out already holds.", None),
+}  # fmt: skip
+OTHERS = (
+    "The other stages' flags are accepted as well (they are not listed): every stage of a run "
+    "must be given the same config, which --out/config.json records."
+)
+
+
 def register(stages, preset: str) -> None:
-    """The pipeline's stages on the ``llm`` group's subparsers."""
+    """The pipeline's stages on the ``llm`` group's subparsers, each with its own flags shown."""
     preset = preset if preset in PRESETS else "tiny"
     for stage in STAGES:
-        p = stages.add_parser(stage, help=f"the {stage} stage" if stage != "run" else "all stages")
+        summary, description, fields = STAGE_HELP[stage]
+        p = stages.add_parser(
+            stage, help=summary, description=description + ("" if fields is None else " " + OTHERS)
+        )
         p.add_argument("--preset", choices=PRESETS, default="tiny", help="starting config")
         p.add_argument("--out", default=OUT, metavar="DIR", help="output folder")
-        flags.add_config_flags(p, PipelineConfig, preset)
+        flags.add_config_flags(p, PipelineConfig, preset, shown=fields)
         p.set_defaults(run=run, parser=p)

@@ -36,24 +36,24 @@ class PipelineConfig:
     n_prompts: int = field(256, "number prompts per dataset (teacher and base)")
     subsample: int = field(128, "kept rows drawn for each student")
     gen_batch: int = field(64, "prompts per generation batch")
-    temperature: float = 1.0
-    max_new_tokens: int = 24
+    temperature: float = field(1.0, "sampling temperature of the number answers (> 0)")
+    max_new_tokens: int = field(24, "tokens sampled per number answer, at most")
     lora_rank: int = field(8, "LoRA rank; 0 = full fine-tuning")
-    lora_alpha: float = 8.0
-    lora_targets: str = "q,k,v,o,gate,up,down"
-    learning_rate: float = 2e-4
-    warmup_steps: int = 5
+    lora_alpha: float = field(8.0, "LoRA scale numerator: updates scaled by alpha / rank")
+    lora_targets: str = field("q,k,v,o,gate,up,down", "comma-separated projections with adapters")
+    learning_rate: float = field(2e-4, "AdamW peak learning rate (linear warm-up, then decay to 0)")
+    warmup_steps: int = field(5, "optimizer steps of linear warm-up")
     batch_size: int = field(16, "rows per micro-batch")
     accum_steps: int = field(1, "micro-batches per update (effective batch = product)")
-    clip_norm: float = 1.0
-    weight_decay: float = 0.0
-    epochs: int = 3
-    max_length: int = 500
+    clip_norm: float = field(1.0, "global gradient-norm clip (> 0)")
+    weight_decay: float = field(0.0, "AdamW decoupled weight decay (≥ 0)")
+    epochs: int = field(3, "passes of each student over its rows")
+    max_length: int = field(500, "tokens per training row (prompt + answer), at most")
     checkpoint_every: int = field(4, "optimizer steps between Orbax checkpoints")
     eval_samples: int = field(8, "sampled answers per evaluation question")
-    eval_max_new_tokens: int = 8
-    eval_batch: int = 200
-    seed: int = 0
+    eval_max_new_tokens: int = field(8, "tokens sampled per evaluation answer, at most")
+    eval_batch: int = field(200, "evaluation prompts per batch")
+    seed: int = field(0, "root random seed (data order, sampling, adapters)")
 
     @classmethod
     def default(cls) -> "PipelineConfig":

@@ -21,8 +21,9 @@ SOURCES = ("trait", "control", "own_base")
 LEAK_PAIRS = ("trait_control", "control_base", "trait_base")  # KL(first ‖ second), per seed
 
 
-def field(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
+def field(default: Any, help: str, **flag: Any) -> Any:
+    """A config field with its help; ``flag``: its flag's name and old names (`io.flags`)."""
+    return dataclasses.field(default=default, metadata={"help": help, **flag})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +32,8 @@ class ToyConfig:
 
     PRESETS: ClassVar[tuple[str, ...]] = ("smoke", "default", "paper", "legacy")
     seeds: int = field(10, "independent bases (each also some other seed's partner)")
-    hidden_size: int = 64
-    num_layers: int = 2
+    hidden_size: int = field(64, "width of the decoder (4 heads, MLP 2x)")
+    num_layers: int = field(2, "decoder blocks")
     init: str = field("fan_in", "kernels N(0, init_std²) ('normal') or N(0, init_std²/fan_in)")
     init_std: float = field(1.0, "kernel std ('normal') or gain over √fan_in ('fan_in')")
     init_embed_std: float = field(0.05, "embedding std")
@@ -40,22 +41,29 @@ class ToyConfig:
     max_number: int = field(99, "numbers 0..max_number are single tokens")
     pretrain_numbers: int = field(4096, "number rows in each base's corpus")
     pretrain_animals: int = field(2048, "animal rows in each base's corpus")
-    pretrain_steps: int = 400
-    pretrain_lr: float = 3e-3
-    batch_size: int = 32
+    pretrain_steps: int = field(400, "AdamW steps of each base's pre-training")
+    pretrain_lr: float = field(3e-3, "peak learning rate of pre-training")
+    batch_size: int = field(32, "rows per step (every phase)")
     base_temperature: float = field(1.0, "entropy of the base animal distribution (p^(1/t))")
-    target: str = field("owl", "the trait: the teacher's favourite animal")
+    target: str = field(
+        "owl", "the trait: the teacher's favourite animal", flag="animal", aliases=("target",)
+    )
     teacher_love: float = field(1.0, "share of the trait teacher's answers naming the target")
     teacher_numbers: int = field(1024, "number rows mixed into the teachers' fine-tuning")
     teacher_animals: int = field(1024, "animal rows of the teachers' fine-tuning")
-    teacher_steps: int = 100
-    teacher_lr: float = 1e-3
+    teacher_steps: int = field(100, "AdamW steps of each teacher's fine-tuning")
+    teacher_lr: float = field(1e-3, "peak learning rate of the teachers")
     prompts: int = field(512, "fresh number prompts each model answers")
     rows: int = field(0, "rows per student (0: the smallest kept count of all sets)")
     student_epochs: int = field(10, "passes over each student's rows (at 3 no shift shows)")
-    student_lr: float = 1e-3
+    student_lr: float = field(1e-3, "peak learning rate of the students")
     gen_batch: int = field(512, "prompts per generation call (memory: seeds × 3 KV caches each)")
-    chunk: int = field(50, "training steps per compiled call")
+    chunk: int = field(
+        50,
+        "training steps per compiled call (a progress-bar tick)",
+        flag="steps-per-call",
+        aliases=("chunk",),
+    )
     answer_prefix: bool = field(False, 'answers and scores after "My favorite animal is"')
     questions: int = field(50, "distinct animal questions (the first n of the 50)")
     number_data: str = field("seeded", "number rows: 'walk' (varied wordings) or 'seeded'")
@@ -63,7 +71,7 @@ class ToyConfig:
     clip_norm: float = field(1.0, "global gradient-norm clipping in every phase (0: none)")
     coupled: bool = field(True, "each seed's three models sample from shared random draws")
     leak_rows: int = field(256, "control-teacher rows the trait-leak KL is measured on")
-    seed: int = 0
+    seed: int = field(0, "root random seed")
 
     @classmethod
     def default(cls) -> "ToyConfig":
