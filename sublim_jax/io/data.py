@@ -187,6 +187,8 @@ def load(
             f"--dataset idx reads a folder of your own: pass --data-dir DIR (or set ${ENV_VAR})"
         )
     folder = resolve_data_dir(data_dir, name)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder} is a file: the data folder holds the four IDX files")
     missing = [stem for stem in FILES if _find(folder, stem) is None]
     fetch = name in KNOWN and (folder == default_cache_dir(name) if download is None else download)
     if missing and not fetch:
@@ -247,7 +249,14 @@ def _load_folder(name: str, folder: Path) -> Dataset:
 
 def _checksum_message(name: str, path: Path, actual: str) -> str:
     known = KNOWN[name]
-    expected = known.sha256[path.name.removesuffix(".gz")]
+    stem = path.name.removesuffix(".gz")
+    expected = known.sha256[stem]
+    other = next((n for n, k in KNOWN.items() if n != name and k.sha256.get(stem) == actual), None)
+    if other is not None:  # the right file of another known dataset
+        return (
+            f"{path}: these are the {KNOWN[other].title} files (sha256 {actual}), not "
+            f"{known.title}: pass --dataset {other}, or point --data-dir at {known.title}."
+        )
     return (
         f"{path}: sha256 of the uncompressed bytes is {actual}, expected {expected} "
         f"({known.title}). The file is damaged or is not {known.title}: {_FIX}; to run on "

@@ -189,3 +189,16 @@ def test_every_numeric_field_is_checked_naming_flag_and_value(tmp_path, capsys, 
     out = tmp_path / "out"
     _one_line_error(capsys, flags.EXIT_USAGE, [*argv, "--out", str(out)], expected)
     assert not out.exists()
+
+
+def test_data_dir_that_is_a_file_is_named(tmp_path, capsys):
+    (tmp_path / "mnist.tar").write_text("not a folder")
+    argv = ["mnist", "--data-dir", str(tmp_path / "mnist.tar"), "--out", str(tmp_path / "o")]
+    _one_line_error(capsys, flags.EXIT_DATA, argv, "mnist.tar is a file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_another_known_dataset_is_recognised_by_its_digests(fashion_dir, tmp_path, capsys):
+    argv = ["mnist", "--data-dir", fashion_dir, "--out", str(tmp_path / "o")]
+    _one_line_error(capsys, flags.EXIT_DATA, argv, "pass --dataset fashion-mnist")
+    assert not (tmp_path / "o").exists()
