@@ -12,7 +12,7 @@ PREFERENCE_LABELS = {
     "base_numbers": "student:\nbase's numbers",
     "shuffled_across": "student:\nshuffled across",
     "shuffled_within": "student:\nshuffled within",
-    "trait": "student:\nteacher's numbers",
+    "trait": "trait student\n(teacher's numbers)",
 }
 
 
@@ -41,8 +41,10 @@ def preference_figure(results: dict, out_dir: str | Path, stem: str = "preferenc
     ax.set(ylim=(0, min(1.0, 1.3 * top + 0.02)), ylabel=f"P({target})")
     ax.set_title(
         f"Preference for {target}: {results['questions']} questions, "
-        f"{results['samples_per_question']} samples each (95% CI)"
-    )
+        f"{results['samples_per_question']} samples each (95% CI over questions)"
+        + ("\none trained student per condition: not a CI over seeds" if "interval" in results
+           else "")
+    )  # fmt: skip
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return save(fig, Path(out_dir), stem)

@@ -80,6 +80,12 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str) -> Path:
         filter_stats = results.read_json(stats_path) if stats_path.is_file() else None
         res = report.results_body(cfg, scored, filter_stats, timings)
         results.write_results(out, report.KIND, res)
+        for control, shift in res["shift_vs_controls"].items():
+            print(
+                f"trait − {control:16s} exact share {report.cell(shift['exact'])}   "
+                f"sampled {report.cell(shift['sampled'])}"
+            )
+        print(f"({report.INTERVAL})")
         paths = figure.preference_figure(res, out)
         print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))
     return out
