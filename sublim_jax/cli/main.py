@@ -118,27 +118,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    command = " ".join(filter(None, (args.command, getattr(args, "stage", None))))
     try:
         args.run(args)
     except (UsageError, results.ResumeError) as err:
-        print(f"sublim-jax {args.command}: error: {err}", file=sys.stderr)
+        print(f"sublim-jax {command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except data.DataError as err:
-        print(f"sublim-jax {args.command}: data error: {err}", file=sys.stderr)
+        print(f"sublim-jax {command}: data error: {err}", file=sys.stderr)
         return EXIT_DATA
     except FloatingPointError as err:
-        print(f"sublim-jax {args.command}: training error: {err}", file=sys.stderr)
+        print(f"sublim-jax {command}: training error: {err}", file=sys.stderr)
         return EXIT_TRAIN
     except BrokenPipeError:  # output piped into e.g. `head`, which has exited: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_DATA
     except OSError as err:  # --out unwritable, a read-only file system, a full disk
         where = f": {err.filename}" if err.filename else ""
-        print(f"sublim-jax {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        print(f"sublim-jax {command}: error: {err.strerror or err}{where}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         hint = " (finished chunks are kept: rerun with --resume)" if "resume" in args else ""
-        print(f"sublim-jax {args.command}: interrupted{hint}", file=sys.stderr)
+        print(f"sublim-jax {command}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPT
     return 0
 

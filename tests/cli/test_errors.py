@@ -183,6 +183,17 @@ def test_results_files_follow_the_umask(tmp_path):
         (["llm", "run", "--clip-norm", "0"], "--clip-norm must be > 0, got 0.0"),
         (["llm", "run", "--weight-decay", "-0.1"], "--weight-decay must be >= 0, got -0.1"),
         (["llm", "run", "--warmup-steps", "-1"], "--warmup-steps must be >= 0, got -1"),
+        (
+            ["llm", "toy", "--hidden-size", "30"],
+            "--hidden-size must be a multiple of 4 (four heads), got 30",
+        ),
+        (["llm", "toy", "--animal", "dragon"], "--animal must be one of owl"),
+        (["llm", "toy", "--teacher-love", "2"], "--teacher-love must be in 0..1, got 2.0"),
+        (["llm", "toy", "--student-lr", "nan"], "--student-lr must be a finite number"),
+        (["llm", "toy", "--schedule", "cosine"], "--schedule must be one of linear, constant"),
+        (["theorem", "--eps-min", "0"], "--eps-min must be > 0, got 0.0"),
+        (["theorem", "--n-teacher", "70000"], "--n-teacher must be in 1..60000, got 70000"),
+        (["theorem", "--alpha", "inf"], "--alpha must be a finite number"),
     ],
 )
 def test_every_numeric_field_is_checked_naming_flag_and_value(tmp_path, capsys, argv, expected):

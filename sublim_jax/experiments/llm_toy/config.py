@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from sublim_jax.experiments.llm_pipeline import evaluate
 from sublim_jax.experiments.llm_toy import corpus
 from sublim_jax.experiments.llm_toy import steps as toy
+from sublim_jax.io import flags
 from sublim_jax.llm.config import INITS as INIT_SCHEMES
 
 MODES = ("sampled", "distill")
@@ -116,36 +117,46 @@ class ToyConfig:
         )
 
     def validate(self) -> "ToyConfig":
-        positive = ("hidden_size", "num_layers", "pretrain_steps", "batch_size", "prompts")
-        positive += ("teacher_steps", "student_epochs", "gen_batch", "chunk", "teacher_animals")
-        positive += ("pretrain_numbers", "pretrain_animals", "teacher_numbers")
-        bad = [f for f in positive if getattr(self, f) < 1]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} must be ≥ 1")
         if self.seeds < 2:
-            raise ValueError("--seeds must be ≥ 2 (different-init students need a partner)")
-        if self.hidden_size % 4:
-            raise ValueError("--hidden-size must be a multiple of 4 (four heads)")
-        if self.target not in corpus.ANIMALS:
-            raise ValueError(f"--target must be one of {', '.join(corpus.ANIMALS)}")
-        if not 0 <= self.teacher_love <= 1 or self.base_temperature <= 0:
-            raise ValueError("--teacher-love must be in [0, 1] and --base-temperature > 0")
-        if not 1 <= self.questions <= len(evaluate.QUESTIONS):
-            raise ValueError(f"--questions must be in [1, {len(evaluate.QUESTIONS)}]")
-        if self.number_data not in corpus.NUMBER_DATA or self.schedule not in toy.SCHEDULES:
             raise ValueError(
-                f"--number-data must be one of {', '.join(corpus.NUMBER_DATA)} and --schedule one "
-                f"of {', '.join(toy.SCHEDULES)}"
+                f"--seeds must be ≥ 2 (different-init students need a partner), got {self.seeds}"
             )
-        if self.clip_norm < 0 or self.leak_rows < 1:
-            raise ValueError("--clip-norm must be ≥ 0 and --leak-rows ≥ 1")
-        if self.init not in INIT_SCHEMES:
-            raise ValueError(f"--init must be one of {', '.join(INIT_SCHEMES)}")
-        if not (self.init_std > 0 and self.init_embed_std > 0):
-            raise ValueError("--init-std and --init-embed-std must be > 0")
-        if not 9 <= self.max_number <= 999:
-            raise ValueError("--max-number must be in [9, 999]")
+        flags.check_fields(self, {**self.RULES, "questions": f"in 1..{len(evaluate.QUESTIONS)}"})
+        if self.hidden_size % 4:
+            raise ValueError(
+                f"--hidden-size must be a multiple of 4 (four heads), got {self.hidden_size}"
+            )
+        choices = {
+            "target": corpus.ANIMALS,
+            "number_data": corpus.NUMBER_DATA,
+            "schedule": toy.SCHEDULES,
+            "init": INIT_SCHEMES,
+        }
+        for f in dataclasses.fields(self):
+            if f.name in choices and getattr(self, f.name) not in choices[f.name]:
+                raise ValueError(
+                    f"{flags.field_flag(f)} must be one of {', '.join(choices[f.name])}, "
+                    f"got {getattr(self, f.name)!r}"
+                )
         return self
+
+    RULES: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(
+            ("hidden_size", "num_layers", "pretrain_steps", "batch_size", "prompts",
+             "teacher_steps", "student_epochs", "gen_batch", "chunk", "teacher_animals",
+             "pretrain_numbers", "pretrain_animals", "teacher_numbers", "leak_rows"),
+            ">= 1",
+        ),
+        "teacher_love": "in 0..1",
+        "base_temperature": "> 0",
+        "clip_norm": ">= 0",
+        "init_std": "> 0",
+        "init_embed_std": "> 0",
+        "max_number": "in 9..999",
+        "pretrain_lr": "> 0",
+        "teacher_lr": "> 0",
+        "student_lr": "> 0",
+    }  # fmt: skip
 
 
 # Fields added after the first runs were committed, at the value every earlier run used: a

@@ -1,10 +1,12 @@
 """The theorem experiment's config: its presets and checks."""
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
 from sublim_jax.core import mlp
+from sublim_jax.io import flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,25 +41,27 @@ class TheoremConfig:
         return np.logspace(np.log10(self.eps_min), np.log10(self.eps_max), self.n_eps)
 
     def validate(self) -> "TheoremConfig":
-        checks = [
-            (
-                self.seeds >= 2,
-                f"seeds must be ≥ 2 (different init needs a partner), got {self.seeds}",
-            ),
-            (self.eps_min > 0, f"eps-min must be > 0, got {self.eps_min}"),
-            (self.eps_max > self.eps_min, "eps-max must be larger than eps-min"),
-            (self.n_eps >= 2, f"n-eps must be ≥ 2, got {self.n_eps}"),
-            (self.eps > 0, f"eps must be > 0, got {self.eps}"),
-            (self.alpha > 0, f"alpha must be > 0, got {self.alpha}"),
-            (min(self.n_teacher, self.n_noise, self.hidden, self.n_aux) >= 1, "sizes must be ≥ 1"),
-            (self.n_teacher <= 60_000, "n-teacher must be ≤ 60000 (the MNIST training set)"),
-            (
-                self.activation in mlp.ACTIVATIONS,
-                f"activation must be one of {list(mlp.ACTIVATIONS)}",
-            ),
-            (self.chunk >= 1, f"chunk must be ≥ 1, got {self.chunk}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        if self.seeds < 2:
+            raise ValueError(
+                f"--seeds must be ≥ 2 (different init needs a partner), got {self.seeds}"
+            )
+        flags.check_fields(self, self.RULES)
+        if self.eps_max <= self.eps_min:
+            raise ValueError(f"--eps-max must be larger than --eps-min, got {self.eps_max}")
+        if self.activation not in mlp.ACTIVATIONS:
+            raise ValueError(
+                f"--activation must be one of {', '.join(mlp.ACTIVATIONS)}, got {self.activation!r}"
+            )
         return self
+
+    RULES: ClassVar[dict[str, str]] = {
+        "eps_min": "> 0",
+        "n_eps": ">= 2",
+        "eps": "> 0",
+        "alpha": "> 0",
+        "n_teacher": "in 1..60000",
+        "n_noise": ">= 1",
+        "hidden": ">= 1",
+        "n_aux": ">= 1",
+        "chunk": ">= 1",
+    }

@@ -295,7 +295,7 @@ def test_first_update_aligns_with_the_teacher_only_from_its_base(smoke_run):
     ("flags", "message"),
     [
         (["--seeds", "1"], "--seeds must be ≥ 2"),
-        (["--target", "zebra"], "--target must be one of"),
+        (["--target", "zebra"], "--animal must be one of"),  # --target: its old name
         (["--no-such-flag", "1"], "unrecognized arguments"),
         (["--hidden-size", "30"], "multiple of 4"),
     ],

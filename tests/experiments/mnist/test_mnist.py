@@ -223,7 +223,8 @@ def test_smoke_preset_end_to_end_resume_and_determinism(tmp_path, mnist_dir, mon
         assert len(r["accuracy"]) == seeds and r["ci95"][0] <= r["mean"] <= r["ci95"][1], cond
         assert r["mean"] == pytest.approx(np.mean(r["accuracy"]))
     assert raw["conditions"]["teacher"]["mean"] > 0.5
-    assert "| student_aux_same_init | ~0.53 |" in report.transfer_table(raw)
+    assert raw["preset"] == "smoke" and "--hidden" in raw["reduced"]  # not set beside the paper
+    assert "paper" not in raw and "~0.53" not in report.transfer_table(raw)
 
     assert cli.main([*argv, str(tmp_path / "b")]) == 0
     assert _results(out) == _results(tmp_path / "b")
