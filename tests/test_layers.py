@@ -175,3 +175,10 @@ def test_the_allowed_imports_pass(tmp_path):
         "cli/main.py": "from sublim_jax.experiments.sweeps import c\n",
     }
     assert violations(_package(tmp_path, files)) == []
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test files by basename (rootdir-relative, no packages): two files of one
+    name in different folders stop the collection."""
+    names = [p.name for p in (PACKAGE.parent / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

@@ -24,3 +24,14 @@ def save(fig, out_dir: Path, stem: str) -> list[Path]:
         with atomic_file(path, "wb") as fh:
             fig.savefig(fh, format=path.suffix[1:], dpi=150, bbox_inches="tight")
     return paths
+
+
+def size_note(results: dict) -> str:
+    """A second title line for a run smaller than the paper's (its preset and the flags that
+    shrink it), so that its numbers are not read against the paper's."""
+    reduced = results.get("reduced") or []
+    if not reduced:
+        return ""
+    shown = ", ".join(reduced[:4]) + (", …" if len(reduced) > 4 else "")
+    preset = results.get("preset")
+    return f"\n{preset} preset, reduced size ({shown}): smaller than the full-size setup"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sublim_jax.io.plotting import new_figure, save
+from sublim_jax.io.plotting import new_figure, save, size_note
 
 TRANSFER_LABELS = {
     "reference": "reference\n(untrained)",
@@ -44,16 +44,6 @@ def transfer_figure(results: dict, out_dir: str | Path, stem: str = "transfer") 
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return save(fig, Path(out_dir), stem)
-
-
-def size_note(results: dict) -> str:
-    """A second title line for a run smaller than the paper's (its preset and the flags that
-    shrink it), so that its numbers are not read against the paper's."""
-    reduced = results.get("reduced") or []
-    if not reduced:
-        return ""
-    shown = ", ".join(reduced[:4]) + (", …" if len(reduced) > 4 else "")
-    return f"\n{results.get('preset')} preset, reduced size ({shown}): not the paper's setup"
 
 
 _DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX dataset"}

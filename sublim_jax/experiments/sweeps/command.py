@@ -85,6 +85,8 @@ def _one_sweep(name, points, cfg, out: Path, ds, xs, images, inputs_data, preset
     res = {
         **report.summarise(name, points, raw),
         "seeds": cfg.seeds,
+        "preset": preset,
+        "reduced": flags.reduced_fields(SweepConfig, cfg),
         "data": ds.identity(),
         **({"inputs_data": inputs_data} if inputs_data else {}),
         "wall_seconds": time.perf_counter() - start,

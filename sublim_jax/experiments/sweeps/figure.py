@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sublim_jax.io.plotting import new_figure, save
+from sublim_jax.io.plotting import new_figure, save, size_note
 
 SWEEP_STYLES = {  # same init solid, different init dashed; aux-only C0, all logits C1
     "student_aux_same_init": ("C0", "-", "o", "aux-only, same init"),
@@ -54,6 +54,8 @@ def sweep_figure(results: dict, out_dir: str | Path, stem: str = "sweep") -> lis
         ax.legend(fontsize=7)
     if n_ax == 3:
         _defence_panel(axes[2], points, x)
+    if note := size_note(results).strip():
+        fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     return save(fig, Path(out_dir), stem)
 

@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> Path:
     bars = progress.tqdm_bars("seed")
     res = run_seeds(cfg, x_train, ds.y_train, progress=bars)
     res["seeds"] = cfg.seeds
+    res["preset"] = args.preset
+    res["reduced"] = flags.reduced_fields(TheoremConfig, cfg, reference="default")
     res["data"] = ds.identity()
     res["wall_seconds"] = time.perf_counter() - start
     res["versions"] = results.versions()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sublim_jax.io.plotting import new_figure, save
+from sublim_jax.io.plotting import new_figure, save, size_note
 
 
 def theorem_figure(results: dict, out_dir: str | Path, stem: str = "theorem") -> list[Path]:
@@ -43,5 +43,7 @@ def theorem_figure(results: dict, out_dir: str | Path, stem: str = "theorem") ->
     for i, v in enumerate(fracs):
         ax_frac.text(i, v + 0.02, f"{v:.2f}", ha="center")
     ax_frac.set(ylim=(0, 1.1), ylabel="fraction of students", title="L_T(θ⁰_S + αΔθ_S) < L_T(θ⁰_S)")
+    if note := size_note(results).strip():
+        fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     return save(fig, Path(out_dir), stem)

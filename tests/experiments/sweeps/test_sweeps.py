@@ -161,6 +161,7 @@ def test_smoke_preset_end_to_end_and_redrawn(name, mnist_dir, tmp_path, capsys):
     grid = [p.label for p in sweeps.parse_grid(name, sweeps.SWEEPS[name].smoke_grid)]
     assert res["sweep"] == name and res["grid"] == grid and res["kind"] == "sweep"
     assert json.loads((out / "config.json").read_text())["preset"] == "smoke"
+    assert res["preset"] == "smoke" and "--hidden" in res["reduced"]
     for pt in res["points"]:
         for cond in pt["conditions"].values():
             assert cond["n"] == CFG.seeds and len(cond["accuracy"]) == CFG.seeds

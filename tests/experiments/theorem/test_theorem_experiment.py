@@ -108,4 +108,5 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
 
 def test_config_records_the_preset_and_results_their_kind(smoke_run: Path):
     assert json.loads((smoke_run / "config.json").read_text())["preset"] == "smoke"
-    assert json.loads((smoke_run / "results.json").read_text())["kind"] == "theorem"
+    res = json.loads((smoke_run / "results.json").read_text())
+    assert res["kind"] == "theorem" and res["preset"] == "smoke" and "--hidden" in res["reduced"]
