@@ -35,7 +35,16 @@ def jsonable(obj: Any) -> Any:
 
 
 def current_umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
+    """The process's umask: read from ``/proc/self/status`` where Linux gives it (nothing is
+    changed, so threads writing files meanwhile, e.g. Orbax's, are unaffected), else by setting
+    it and putting it back."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

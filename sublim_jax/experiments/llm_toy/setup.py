@@ -24,13 +24,13 @@ class Setup:
         # slots for the longest prompt and answer of this config's rows: a width-64 step costs
         # about its slot count, so none is wasted
         prompt, values = corpus.longest_number_row(cfg.number_data)
-        longest = corpus.chat_ids(self.tok, [prompt, *_questions()])
+        longest = corpus.chat_ids(self.tok, [prompt, *evaluate.QUESTIONS])
         self.P, self.C = bucket(max(map(len, longest)), 4), bucket(2 * values + 1, 8)
         init = {f: getattr(cfg, f) for f in ("init", "init_std", "init_embed_std", "init_depth")}
         self.mcfg = toy.model_config(
             cfg.hidden_size, cfg.num_layers, self.tok.tok.get_vocab_size(), self.P + self.C, **init
         )
-        self.graphdef = nnx.graphdef(nnx.eval_shape(lambda: _decoder(self.mcfg)))
+        self.graphdef = nnx.graphdef(nnx.eval_shape(lambda: Decoder(self.mcfg, rngs=nnx.Rngs(0))))
         self.allowed = corpus.allowed_ids(self.tok, cfg.max_number)
         self.animals = corpus.animal_ids(self.tok)
         self.eval_tokens, self.eval_valid = corpus.eval_prompts(
@@ -63,14 +63,6 @@ class Setup:
         return toy.Phase(
             steps, cfg.batch_size, lr, warmup, chunk, cfg.schedule, cfg.clip_norm, self.last
         )
-
-
-def _decoder(mcfg):
-    return Decoder(mcfg, rngs=nnx.Rngs(0))
-
-
-def _questions():
-    return evaluate.QUESTIONS
 
 
 def stack(dicts: list[dict[str, np.ndarray]]) -> dict[str, jax.Array]:
