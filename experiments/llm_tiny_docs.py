@@ -1,7 +1,7 @@
 """Rewrite docs/llm_pipeline.md's generated ``llm-tiny`` block from the committed tiny run.
 
 Question: does the pipeline run end to end on the tiny model, and what do its scores say?
-Command:  uv run sublim-jax llm run --preset tiny --out runs/llm-tiny, then copy config.json,
+Command:  uv run sublim-jax llm run --preset smoke --out runs/llm-tiny, then copy config.json,
           results.json, filter_stats.json and preferences.* into experiments/results/llm_tiny
           (never the checkpoints) and run ``uv run python experiments/llm_tiny_docs.py``.
 ``--check`` exits 1 when the block is stale.

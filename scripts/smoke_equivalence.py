@@ -24,7 +24,7 @@ from pathlib import Path
 RUNS = {
     "mnist": ["mnist", "--preset", "smoke"],
     "theorem": ["theorem", "--preset", "smoke"],
-    "llm-tiny": ["llm", "run", "--preset", "tiny"],
+    "llm-tiny": ["llm", "run", "--preset", "smoke"],
     "llm-toy": ["llm", "toy", "--preset", "smoke"],
 }  # and every sweep `sweep --list` names (see `runs`)
 

@@ -32,7 +32,7 @@ commands:
             alignment over training): when does transfer happen, and does the one-step
             alignment predict it? `sweep --list` names them; `sweep all` runs every one
   llm       the language-model pipeline (the paper's §3): teacher numbers, filter, students
-            and controls, animal-preference scores (`llm run --preset tiny` runs on a CPU)
+            and controls, animal-preference scores (`llm run --preset smoke` runs on a CPU)
   plot      redraw the figure of a finished run from its results.json (no retraining)
 
 Each run writes config.json, results.json and a PDF + PNG figure into --out.

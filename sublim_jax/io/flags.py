@@ -149,18 +149,29 @@ def command_line(prefix: str, cls: type, cfg: Any, preset: str | None = None) ->
     return " ".join(parts)
 
 
-RUN_FIELDS = ("seeds", "chunk", "seed")  # how many and which runs, and how they are batched
+RUN_FIELDS = ("seeds", "chunk", "seed", "gen_batch", "eval_batch")  # which runs, how batched
 
 
-def reduced_fields(cls: type, cfg: Any, reference: str = "paper") -> list[str]:
+def reduced_fields(
+    cls: type, cfg: Any, reference: str = "paper", smaller_only: bool = False
+) -> list[str]:
     """The flags of ``cfg``'s fields that make each model smaller or shorter than preset
     ``reference``'s (the paper's setup): every field that differs except `RUN_FIELDS`. A run
-    with any is not comparable with the paper's numbers model for model."""
+    with any is not comparable with the paper's numbers model for model. With
+    ``smaller_only``, a field counts only when it is a number below the reference's (for an
+    experiment whose reference is a default that larger presets grow from)."""
     base = getattr(cls, reference)()
+
+    def shrinks(ours: Any, theirs: Any) -> bool:
+        if not smaller_only:
+            return ours != theirs
+        numeric = isinstance(ours, int | float) and not isinstance(ours, bool)
+        return numeric and ours < theirs
+
     return [
         field_flag(f)
         for f in dataclasses.fields(cls)
-        if f.name not in RUN_FIELDS and getattr(cfg, f.name) != getattr(base, f.name)
+        if f.name not in RUN_FIELDS and shrinks(getattr(cfg, f.name), getattr(base, f.name))
     ]
 
 

@@ -26,12 +26,12 @@ def save(fig, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def size_note(results: dict) -> str:
-    """A second title line for a run smaller than the paper's (its preset and the flags that
-    shrink it), so that its numbers are not read against the paper's."""
+def size_note(results: dict, reference: str = "the full-size setup") -> str:
+    """A second title line for a run smaller than ``reference`` (its preset and the flags that
+    shrink it), so that its numbers are not read against the full-size ones."""
     reduced = results.get("reduced") or []
     if not reduced:
         return ""
     shown = ", ".join(reduced[:4]) + (", …" if len(reduced) > 4 else "")
     preset = results.get("preset")
-    return f"\n{preset} preset, reduced size ({shown}): smaller than the full-size setup"
+    return f"\n{preset} preset, reduced size ({shown}): smaller than {reference}"

@@ -44,7 +44,7 @@ def test_stage_flag_lists_name_real_fields():
 
 
 def test_defaults_are_shown_as_values(capsys):
-    assert "(tiny: 'tiny:')" in _help(capsys, ["llm", "generate"])
+    assert "(default: 'tiny:')" in _help(capsys, ["llm", "generate"])
 
 
 def test_renamed_flags_keep_their_old_spelling(tmp_path):
@@ -56,6 +56,21 @@ def test_renamed_flags_keep_their_old_spelling(tmp_path):
     assert (cfg.target, cfg.chunk) == ("cat", 10)
     line = flags.command_line("sublim-jax llm toy", ToyConfig, cfg, "default")
     assert line.endswith("--animal cat --steps-per-call 10")
+    kl = [parser.parse_args(["mnist", f, "2"]) for f in ("--kl-temperature", "--temperature")]
+    assert flags.config_from_args(TransferConfig, kl[0]).temperature == 2
+    assert flags.config_from_args(TransferConfig, kl[1]).temperature == 2
+
+
+def test_every_command_has_the_smoke_and_default_presets(capsys):
+    """``--preset smoke`` is the seconds-long CI run and ``default`` the command's default in
+    every command; the pipeline's old ``tiny`` still means ``smoke``."""
+    parser = cli.build_parser("default")
+    for argv in (["mnist"], ["theorem"], ["sweep", "dose"], ["llm", "toy"], ["llm", "run"]):
+        for preset in ("smoke", "default"):
+            assert parser.parse_args([*argv, "--preset", preset]).preset == preset
+    assert parser.parse_args(["llm", "generate", "--preset", "tiny"]).preset == "smoke"
+    assert parser.parse_args(["llm", "generate"]).preset == "default"
+    assert PipelineConfig.default() == PipelineConfig.smoke()
 
 
 def test_chunk_and_target_have_one_meaning_each():

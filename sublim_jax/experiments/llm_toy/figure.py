@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sublim_jax.io.plotting import new_figure, save
+from sublim_jax.io.plotting import new_figure, save, size_note
 
 
 def toy_figure(results: dict, out_dir: str | Path, stem: str = "llm_toy") -> list[Path]:
@@ -38,6 +38,9 @@ def toy_figure(results: dict, out_dir: str | Path, stem: str = "llm_toy") -> lis
         ax.set_xticks(np.arange(len(modes)), modes)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Toy decoder from scratch, {results['seeds']} seeds (bars: mean, 95% CI)")
+    fig.suptitle(
+        f"Toy decoder from scratch, {results['seeds']} seeds (bars: mean, 95% CI)"
+        + size_note(results, "the default run")
+    )
     fig.tight_layout()
     return save(fig, Path(out_dir), stem)

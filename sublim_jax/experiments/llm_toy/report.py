@@ -180,6 +180,7 @@ def markdown(res: dict, command: str, cfg: ToyConfig | None = None) -> str:
         f"student; {_timing(res)}). Exact "
         f"p({res['target']} | question{after}), mean over the {questions} "
         "questions, then mean and 95% CI over seeds:",
+        *_size_lines(res),
         "",
         f"- base {_ci(m['base'], '.4f')}; trait teacher {_ci(m['teacher'], '.4f')}; "
         f"control teacher {_ci(m['control_teacher'], '.4f')}.",
@@ -199,6 +200,18 @@ def markdown(res: dict, command: str, cfg: ToyConfig | None = None) -> str:
         table(res),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _size_lines(res: dict) -> list[str]:
+    """A warning line for a run smaller than the default run (its preset and the flags that
+    shrink it): its numbers are not the default's."""
+    if not res.get("reduced"):
+        return []
+    return [
+        "",
+        f"**Reduced size** ({res['preset']} preset; {', '.join(res['reduced'])} below the "
+        "default run's): a test of the pipeline, not a measurement to compare with the default.",
+    ]
 
 
 def _leak_lines(res: dict) -> list[str]:

@@ -1,6 +1,7 @@
 """``sublim-jax mnist``: flags → config → run → results.json, metrics.jsonl → figure."""
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,8 @@ OUT = "runs/mnist"
 
 def run(args: argparse.Namespace) -> Path:
     cfg = flags.config_from_args(TransferConfig, args)
+    for note in cfg.notes():
+        print(f"note: {note}", file=sys.stderr)
     out = Path(args.out)
     results.check_resume(out, cfg, args.resume)
     ds, x_train, x_test = data.load_flat(args.dataset, args.data_dir)

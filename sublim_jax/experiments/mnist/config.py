@@ -24,8 +24,9 @@ PAPER_ACCURACY = {  # Figure 10 of the paper, read off the figure (paper §6.2),
 }
 
 
-def _f(default, help_: str):
-    return dataclasses.field(default=default, metadata={"help": help_})
+def _f(default, help_: str, **flag):
+    """A config field with its help; ``flag``: its flag's name and old names (`io.flags`)."""
+    return dataclasses.field(default=default, metadata={"help": help_, **flag})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,12 @@ class TransferConfig:
     batch_size: int = _f(1024, "batch size (the last batch of an epoch is partial)")
     hidden: int = _f(256, "width of every hidden layer")
     n_aux: int = _f(3, "auxiliary logits")
-    temperature: float = _f(1.0, "softmax temperature of the distillation KL")
+    temperature: float = _f(
+        1.0,
+        "softmax temperature of the students' distillation KL (> 0; not a sampling temperature)",
+        flag="kl-temperature",
+        aliases=("temperature",),
+    )
     n_train: int = _f(60_000, "MNIST training images the teacher sees (first n)")
     n_test: int = _f(10_000, "MNIST test images for accuracy (first n)")
     n_noise: int = _f(60_000, "noise images per model")
@@ -71,6 +77,22 @@ class TransferConfig:
             )
         flags.check_fields(self, self.RULES)
         return self
+
+    def notes(self) -> list[str]:
+        """What a valid but unusual config does that the user may not expect: a data set
+        smaller than one batch trains one padded batch per epoch (its steps are few, and each
+        costs a full batch's time)."""
+        found = []
+        for flag, n, epochs, who in (
+            ("--n-train", self.n_train, self.epochs_teacher, "teacher"),
+            ("--n-noise", self.n_noise, self.epochs_student, "student"),
+        ):
+            if n < self.batch_size:
+                found.append(
+                    f"{flag} {n} is below --batch-size {self.batch_size}: each {who} epoch is "
+                    f"one batch of {n} images ({epochs} {who} steps in all)"
+                )
+        return found
 
     RULES: ClassVar[dict[str, str]] = {
         "epochs_teacher": ">= 0",

@@ -1,4 +1,5 @@
-"""The ``llm`` pipeline end to end on the tiny preset; resume, controls and bad input."""
+"""The ``llm`` pipeline end to end on the smoke preset (the tiny model); resume, controls, bad
+input."""
 
 import dataclasses
 import json
@@ -20,7 +21,7 @@ from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import results
 from sublim_jax.llm import sampling
 
-# Small sizes with the tiny preset's shapes (generation batch, new tokens): one compile each.
+# Small sizes with the smoke preset's shapes (generation batch, new tokens): one compile each.
 SMALL = ["--n-prompts", "64", "--subsample", "32", "--epochs", "1", "--batch-size", "8"]
 SMALL += ["--eval-samples", "2", "--checkpoint-every", "2", "--gen-batch", "32"]
 SMALL += ["--candidates", "owl,cat,dog,wolf"]
@@ -28,7 +29,7 @@ MODELS = ("base", "teacher", "trait", "base_numbers", "shuffled_within", "shuffl
 
 
 def llm(capsys, stage: str, out: Path, *flags: str) -> tuple[int, str, str]:
-    code = cli.main(["llm", stage, "--preset", "tiny", "--out", str(out), *SMALL, *flags])
+    code = cli.main(["llm", stage, "--preset", "smoke", "--out", str(out), *SMALL, *flags])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -57,6 +58,8 @@ def test_run_tiny_end_to_end(tmp_path, capsys):
         assert len(results.read_jsonl(tmp_path / "data" / f"{name}.jsonl")) == 64
     assert st["kept_fraction"] > 0.4  # the pre-trained tiny model writes numbers
     assert {"preferences.pdf", "preferences.png", "config.json"} <= files(tmp_path)
+    assert results.read_json(tmp_path / "config.json")["preset"] == "smoke"
+    assert res["preset"] == "smoke" and "--n-prompts" in res["reduced"]
     assert (tmp_path / "students" / "trait" / "adapter" / "adapter_model.safetensors").is_file()
     (tmp_path / "preferences.png").unlink()
     assert cli.main(["plot", str(tmp_path)]) == 0
@@ -136,7 +139,7 @@ def _dataset(out: Path, completions: list[str]) -> None:
 
 
 def _other_config(out: Path) -> None:
-    results.write_json(out / "config.json", {"config": results.jsonable(PipelineConfig.tiny())})
+    results.write_json(out / "config.json", {"config": results.jsonable(PipelineConfig.smoke())})
 
 
 @pytest.mark.parametrize(
@@ -177,7 +180,7 @@ def test_bad_input_is_one_line_and_writes_nothing_half_done(
 
 def test_orbax_resume_gives_the_uninterrupted_params(tmp_path):
     cfg = dataclasses.replace(
-        PipelineConfig.tiny(), batch_size=4, accum_steps=2, checkpoint_every=1
+        PipelineConfig.smoke(), batch_size=4, accum_steps=2, checkpoint_every=1
     )
     _, tok = tiny.build()
     rows = [

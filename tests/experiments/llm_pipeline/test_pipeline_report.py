@@ -38,6 +38,9 @@ def test_the_figure_names_the_trait_student_and_the_interval(tmp_path, monkeypat
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert any(label.startswith("trait student") for label in labels)
     assert "not a CI over seeds" in ax.get_title()
+    assert "reduced size" not in ax.get_title()  # the committed run predates the preset record
+    figure.preference_figure({**res, "preset": "smoke", "reduced": ["--n-prompts"]}, tmp_path)
+    assert "smoke preset, reduced size (--n-prompts)" in drawn[1].axes[0].get_title()
 
 
 def test_docs_quote_the_committed_tiny_run():

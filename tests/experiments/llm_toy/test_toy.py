@@ -2,6 +2,7 @@
 distillation, vmapped training, the student pairing, and the smoke preset end to end."""
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -16,11 +17,12 @@ from flax import nnx
 from sublim_jax.cli import main as cli
 from sublim_jax.experiments.llm_pipeline import evaluate
 from sublim_jax.experiments.llm_toy import config, corpus
+from sublim_jax.experiments.llm_toy import figure as toy_figure
 from sublim_jax.experiments.llm_toy import report as toy_report
 from sublim_jax.experiments.llm_toy import run as toy_run
 from sublim_jax.experiments.llm_toy import steps as toy
 from sublim_jax.experiments.llm_toy.setup import Setup, concat, take
-from sublim_jax.io import markdown, results
+from sublim_jax.io import flags, markdown, results
 from sublim_jax.llm.modeling import Decoder
 
 RTOL = 1e-5
@@ -238,6 +240,8 @@ def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
     }
     summary = (out / "summary.md").read_text()
     assert summary.startswith("`uv run sublim-jax llm toy --preset smoke` (2 seeds")
+    assert res["preset"] == "smoke" and "--hidden-size" in res["reduced"]
+    assert "**Reduced size** (smoke preset; --hidden-size" in summary
     (out / "llm_toy.png").unlink()
     (out / "summary.md").unlink()
     assert cli.main(["plot", str(out)]) == 0  # redrawn from results.json and config.json
@@ -261,6 +265,24 @@ def test_smoke_preset_end_to_end_and_resume(smoke_run, capsys):
     assert {k: v for k, v in again["timings"].items() if k != "wall"} == {
         k: v for k, v in res["timings"].items() if k != "wall"
     }
+
+
+def test_reduced_size_is_below_the_default_run_and_named_in_the_figure(smoke_run, monkeypatch):
+    """The smoke preset is reduced; default and paper (larger) are not; the figure's title says
+    which preset a reduced run used and what shrinks it."""
+    reduced = partial(
+        flags.reduced_fields, config.ToyConfig, reference="default", smaller_only=True
+    )
+    assert reduced(config.ToyConfig.default()) == reduced(config.ToyConfig.paper()) == []
+    smaller = reduced(dataclasses.replace(config.ToyConfig.default(), prompts=100))
+    assert smaller == ["--prompts"]
+    _, res = smoke_run
+    titles = []
+    monkeypatch.setattr(toy_figure, "save", lambda fig, *a: titles.append(fig._suptitle.get_text()))
+    toy_figure.toy_figure(res, "unused")
+    toy_figure.toy_figure({**res, "reduced": []}, "unused")
+    assert "smoke preset, reduced size (--hidden-size" in titles[0]
+    assert "reduced" not in titles[1]
 
 
 def _claim(cos_same_S: np.ndarray, cos_different_S: np.ndarray) -> bool:
