@@ -126,6 +126,13 @@ def score(
     return _score(*nnx.split(model), pack(prompts, completions, pad_id))
 
 
+def mask_logits(logits: jax.Array, allowed: jax.Array | None) -> jax.Array:
+    """``logits`` with every entry where ``allowed`` is False set to -inf (any layout, the same
+    shape): a softmax over them is the model's distribution renormalised over the allowed
+    tokens, and no sampler here draws a -inf token. ``None``: no constraint."""
+    return logits if allowed is None else jnp.where(allowed, logits, -jnp.inf)
+
+
 def filter_logits(logits_V: jax.Array, cfg: SampleConfig) -> jax.Array:
     """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf."""
     logits_V = logits_V.astype(jnp.float32) / cfg.temperature
@@ -228,8 +235,21 @@ DECODE_COMPILER_OPTIONS = {"xla_gpu_enable_triton_gemm": False}
     donate_argnames="cache",
     compiler_options=DECODE_COMPILER_OPTIONS,
 )
-def decode(graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, cfg: SampleConfig):
-    """Sample up to ``cfg.max_new_tokens`` tokens per row, feeding each back through the cache.
+def decode(
+    graphdef,
+    state,
+    logits_BxV,
+    cache,
+    pos_B,
+    kv_valid_BxS,
+    row_keys_B,
+    cfg: SampleConfig,
+    rules=None,
+    kind_B=None,
+):
+    """Sample up to ``cfg.max_new_tokens`` tokens per row, feeding each back through the cache;
+    with ``rules`` (a `constrain.Constraint` of arrays), row ``b`` follows automaton
+    ``kind_B[b]`` and samples only the tokens its state allows (`mask_logits`).
 
     The cache is returned only so that its donated buffer is updated in place."""
     model = nnx.merge(graphdef, state)
@@ -243,38 +263,64 @@ def decode(graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, 
     vocab_first = model.lm_head is None
     to_carry = (lambda x: x.T) if vocab_first else (lambda x: x)
 
-    def sample(t, out_BxN, done_B, logits):
+    def sample(t, out_BxN, done_B, logits, rule_B):
         keys_B = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys_B, t)
+        if rules is not None:
+            next_BxA = rules.next_KxSxA[kind_B, rule_B]
+            logits = mask_logits(logits, to_carry(allowed_tokens(rules, kind_B, rule_B, next_BxA)))
         if vocab_first:
             tok_B = sample_columns(keys_B, logits, cfg)
         else:
             tok_B = jax.vmap(functools.partial(sample_token, cfg=cfg))(keys_B, logits)
         tok_B = jnp.where(done_B, cfg.pad_id, tok_B)
+        if rules is not None:
+            column_B = rules.column_V[tok_B]
+            after_B = jnp.take_along_axis(next_BxA, jnp.maximum(column_B, 0)[:, None], 1)[:, 0]
+            rule_B = jnp.where(column_B >= 0, after_B, rule_B)
         out_BxN = jax.lax.dynamic_update_slice(out_BxN, tok_B[:, None], (jnp.int32(0), t))
-        return tok_B, out_BxN, done_B | jnp.isin(tok_B, eos)
+        return tok_B, out_BxN, done_B | jnp.isin(tok_B, eos), rule_B
 
     def body(carry):
-        t, out_BxN, done_B, logits_BxV, cache, pos_B, kv_valid_BxS = carry
-        tok_B, out_BxN, done_B = sample(t, out_BxN, done_B, logits_BxV)
+        t, out_BxN, done_B, logits_BxV, cache, pos_B, kv_valid_BxS, rule_B = carry
+        tok_B, out_BxN, done_B, rule_B = sample(t, out_BxN, done_B, logits_BxV, rule_B)
         fed_Bx1 = jnp.ones((B, 1), bool)
         kv_valid_BxS = jax.lax.dynamic_update_slice(
             kv_valid_BxS, fed_Bx1, (jnp.int32(0), start + t)
         )
         logits_BxTxV, cache = model(tok_B[:, None], pos_B[:, None], kv_valid_BxS, cache, start + t)
         logits = to_carry(logits_BxTxV[:, 0])
-        return t + 1, out_BxN, done_B, logits, cache, pos_B + 1, kv_valid_BxS
+        return t + 1, out_BxN, done_B, logits, cache, pos_B + 1, kv_valid_BxS, rule_B
 
     def cond(carry):  # the last token needs no forward pass: it is sampled after the loop
         return (carry[0] < N - 1) & ~jnp.all(carry[2])
 
     out_BxN = jnp.full((B, N), cfg.pad_id, jnp.int32)
     logits = to_carry(logits_BxV)
-    init = (jnp.int32(0), out_BxN, jnp.zeros((B,), bool), logits, cache, pos_B, kv_valid_BxS)
-    t, out_BxN, done_B, logits, cache, _, _ = jax.lax.while_loop(cond, body, init)
-    _, out_BxN, _ = sample(t, out_BxN, done_B, logits)
+    rule_B = jnp.zeros((B,), jnp.int32)
+    init = (
+        jnp.int32(0),
+        out_BxN,
+        jnp.zeros((B,), bool),
+        logits,
+        cache,
+        pos_B,
+        kv_valid_BxS,
+        rule_B,
+    )
+    t, out_BxN, done_B, logits, cache, _, _, rule_B = jax.lax.while_loop(cond, body, init)
+    _, out_BxN, _, _ = sample(t, out_BxN, done_B, logits, rule_B)
     is_eos_BxN = jnp.isin(out_BxN, eos)
     first_eos_B = jnp.where(jnp.any(is_eos_BxN, axis=1), jnp.argmax(is_eos_BxN, axis=1) + 1, N)
     return Samples(out_BxN, first_eos_B.astype(jnp.int32)), cache
+
+
+def allowed_tokens(rules, kind_B: jax.Array, rule_B: jax.Array, next_BxA: jax.Array) -> jax.Array:
+    """``allowed_BxV``: the candidate tokens row ``b``'s automaton state allows, and the end
+    tokens where that state accepts."""
+    B, V = kind_B.shape[0], rules.column_V.shape[0]
+    allowed_BxV = jnp.zeros((B, V), bool).at[:, rules.tokens_A].set(next_BxA >= 0)
+    accept_B = rules.accept_KxS[kind_B, rule_B]
+    return allowed_BxV.at[:, rules.end_ids].set(accept_B[:, None])
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "batch", "slots", "sharding"))
@@ -297,15 +343,20 @@ def generate(
     cfg: SampleConfig,
     row_ids_B: jax.Array | None = None,
     cache_sharding=None,
+    rules=None,
+    kind_B: jax.Array | None = None,
 ) -> Samples:
-    """Sample continuations of a left-padded batch (see ``left_pad``)."""
+    """Sample continuations of a left-padded batch (see ``left_pad``); with ``rules`` (a
+    `constrain.Constraint`), row ``b`` draws only what automaton ``kind_B[b]`` allows."""
     B, T = tokens_BxT.shape
     graphdef, state = nnx.split(model)
     cache = new_cache(model, B, T + cfg.max_new_tokens, cache_sharding)
     logits_BxV, cache, pos_B, kv_valid_BxS = prefill(graphdef, state, tokens_BxT, valid_BxT, cache)
     row_ids_B = jnp.arange(B, dtype=jnp.int32) if row_ids_B is None else row_ids_B
     row_keys_B = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, row_ids_B)
-    samples, _ = decode(graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, cfg)
+    samples, _ = decode(
+        graphdef, state, logits_BxV, cache, pos_B, kv_valid_BxS, row_keys_B, cfg, rules, kind_B
+    )
     return samples
 
 
@@ -318,16 +369,21 @@ def generate_fixed(
     cfg: SampleConfig,
     batch: int,
     length: int,
+    rules=None,
+    kind_of: Sequence[int] | None = None,
 ) -> Iterator[list[np.ndarray]]:
     """Continuations of many prompts in batches of exactly ``batch`` rows and ``length`` prompt
     slots (the last batch repeats its final row), so the sampler compiles once; prompt ``r``
     samples with ``fold_in(key, row_ids[r])`` whichever batch it lands in, so a resumed or
-    re-batched run draws the same tokens. Yields each batch's real rows' tokens."""
+    re-batched run draws the same tokens. With ``rules`` (a `constrain.Constraint`), prompt
+    ``r`` follows automaton ``kind_of[r]``. Yields each batch's real rows' tokens."""
+    rules = None if rules is None else type(rules)(*map(jnp.asarray, rules))
     for start in range(0, len(prompts), batch):
         n = min(batch, len(prompts) - start)
         idx = [*range(start, start + n), *[start + n - 1] * (batch - n)]
         tokens_BxT, valid_BxT = left_pad([prompts[i] for i in idx], cfg.pad_id, length)
         rows_B = jnp.asarray([row_ids[i] for i in idx], jnp.int32)
+        kind_B = None if rules is None else jnp.asarray([kind_of[i] for i in idx], jnp.int32)
         out = generate(
             model,
             jnp.asarray(tokens_BxT),
@@ -335,6 +391,8 @@ def generate_fixed(
             key=key,
             cfg=cfg,
             row_ids_B=rows_B,
+            rules=rules,
+            kind_B=kind_B,
         )
         toks_BxN, lens_B = np.asarray(out.tokens), np.asarray(out.lengths)
         yield [toks_BxN[b, : lens_B[b]] for b in range(n)]

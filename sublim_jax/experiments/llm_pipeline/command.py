@@ -38,7 +38,7 @@ STAGE_HELP = {
         "each answer --n-prompts number prompts at --temperature; rows are appended to "
         "data/teacher.jsonl and data/base.jsonl batch by batch and resumed by id.",
         ("model", "teacher", "animal", "category", "n_prompts", "gen_batch", "temperature",
-         "max_new_tokens", "seed"),
+         "max_new_tokens", "constrain_numbers", "seed"),
     ),
     "filter": (
         "keep well-formed answers, subsample, build the controls",

@@ -42,6 +42,11 @@ class PipelineConfig:
     gen_batch: int = field(64, "prompts per generation batch")
     temperature: float = field(1.0, "sampling temperature of the number answers (> 0)")
     max_new_tokens: int = field(24, "tokens sampled per number answer, at most")
+    constrain_numbers: bool = field(
+        False,
+        "sample number answers only from tokens made of digits, whitespace and the prompt's "
+        "separator and brackets, or an end token (probabilities renormalised over them)",
+    )
     lora_rank: int = field(8, "LoRA rank; 0 = full fine-tuning")
     lora_alpha: float = field(8.0, "LoRA scale numerator: updates scaled by alpha / rank")
     lora_targets: str = field("q,k,v,o,gate,up,down", "comma-separated projections with adapters")
@@ -87,7 +92,8 @@ class PipelineConfig:
             n_prompts=320,
             subsample=160,
             gen_batch=64,
-            max_new_tokens=40,
+            max_new_tokens=56,  # 10 three-digit numbers and their separators: 49 tokens
+            constrain_numbers=True,
             learning_rate=5e-4,
             batch_size=8,
             epochs=1,

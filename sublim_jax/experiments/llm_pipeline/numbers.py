@@ -292,3 +292,60 @@ def filter_completions(
             reasons[verdict.reason] += 1
     total = len(kept) + sum(reasons.values())
     return kept, FilterStats(total, len(kept), {r: reasons[r] for r in REASONS})
+
+
+class ListGrammar(NamedTuple):
+    """What the filter keeps, as a character automaton for constrained decoding
+    (`llm.constrain`), for a prompt's ``separator`` and ``brackets``: optional leading
+    whitespace and opening bracket, 1..``max_count`` numbers of 1..``max_digits`` digits joined
+    by the separator (``,``/``;`` and optional whitespace, or a whitespace run), then an
+    optional closing bracket (only after an opening one), an optional ``.`` and whitespace.
+
+    A state is ``(phase, digits, count, opened)``; phases: ``start``, ``open`` (after the
+    bracket), ``num`` (in a number), ``gap`` (whitespace after a number in a whitespace-separated
+    list), ``sep`` (after ``,``/``;``), ``trail`` (whitespace after the last number of a
+    ``,``/``;`` list), ``closed`` (after the closing bracket), ``done`` (after the period)."""
+
+    separator: str
+    brackets: str = ""
+    max_count: int = 10
+    max_digits: int = 3
+
+    START = ("start", 0, 0, False)
+
+    def step(self, state: tuple, ch: str) -> tuple | None:
+        phase, digits, count, opened = state
+        space, digit = ch.isspace(), ch in "0123456789"
+        mark = SEPARATORS[self.separator].strip()  # "," or ";"; "" for whitespace lists
+        close = opened and ch == self.brackets[1:2]
+        if phase in ("start", "open"):
+            if space:
+                return state
+            if phase == "start" and self.brackets and ch == self.brackets[0]:
+                return ("open", 0, 0, True)
+            return ("num", 1, 1, opened) if digit else None
+        if phase == "num":
+            if digit:
+                return ("num", digits + 1, count, opened) if digits < self.max_digits else None
+            if mark and ch == mark:
+                return ("sep", 0, count, opened) if count < self.max_count else None
+            if space:
+                return ("trail" if mark else "gap", 0, count, opened)
+            if close:
+                return ("closed", 0, count, opened)
+            return ("done", 0, count, opened) if ch == "." and not opened else None
+        if phase == "sep":
+            return state if space else ("num", 1, count + 1, opened) if digit else None
+        if phase in ("gap", "trail"):
+            if space:
+                return state
+            if phase == "gap" and digit and count < self.max_count:
+                return ("num", 1, count + 1, opened)
+            return ("closed", 0, count, opened) if close else None
+        if phase == "closed" and ch == ".":
+            return ("done", 0, count, opened)
+        return ("done", 0, count, opened) if space else None  # after "]" or "."
+
+    def accepting(self, state: tuple) -> bool:
+        phase, _, _, opened = state
+        return phase in ("closed", "done") or (phase in ("num", "gap", "trail") and not opened)

@@ -38,6 +38,8 @@ class Models:
                 evaluate.check_word(self.tok, word)
             if cfg.teacher:
                 pipeline.check_model(cfg.teacher)
+            if cfg.constrain_numbers:
+                pipeline.check_number_constraint(self.tok, self.model.cfg.vocab_size)
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise UsageError(str(err).strip("'\"")) from err
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from sublim_jax.experiments.llm_pipeline import evaluate, numbers, tiny
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
+from sublim_jax.llm import constrain
 from sublim_jax.llm.config import DecoderConfig
 from sublim_jax.llm.modeling import Decoder
 from sublim_jax.llm.sampling import SampleConfig, bucket, generate_fixed
@@ -84,6 +85,41 @@ def pad_id(tok: Tokenizer) -> int:
     return found if found is not None else (tok.eos_ids[0] if tok.eos_ids else 0)
 
 
+def number_rules(
+    tok: Tokenizer, prompts: Sequence[numbers.NumberPrompt], vocab_size: int
+) -> tuple[constrain.Constraint, list[int]]:
+    """The constrained decoder's automata, one per (separator, brackets) the prompts ask for
+    (`numbers.ListGrammar` over the tokens made of its characters), and each prompt's automaton
+    index. Raises ``ValueError`` when the vocabulary cannot write numbers or a separator."""
+    texts = constrain.token_texts(tok)
+    kinds = sorted({(p.separator, p.brackets) for p in prompts})
+    automata = []
+    for sep, brackets in kinds:
+        chars = constrain.number_chars(numbers.SEPARATORS[sep], brackets)
+        allowed_V = constrain.allowed_mask(texts, chars, tok.eos_ids, vocab_size)
+        allowed_V[list(tok.eos_ids)] = False  # ends are allowed by state (accepting)
+        grammar = numbers.ListGrammar(sep, brackets)
+        automata.append(
+            constrain.token_automaton(
+                texts, allowed_V.nonzero()[0], grammar.step, grammar.START, grammar.accepting
+            )
+        )
+    index = {kind: k for k, kind in enumerate(kinds)}
+    rules = constrain.stack(automata, vocab_size, tok.eos_ids)
+    return rules, [index[(p.separator, p.brackets)] for p in prompts]
+
+
+def check_number_constraint(tok: Tokenizer, vocab_size: int) -> None:
+    """Raise ``ValueError`` unless the vocabulary can write every separator and bracket style
+    the number prompts may ask for under the constraint (checked before any sampling)."""
+    every = [
+        numbers.NumberPrompt("", "", (), sep, brackets, 0, 0, ())
+        for sep in numbers.SEPARATORS
+        for brackets in numbers.BRACKET_STYLES
+    ]
+    number_rules(tok, every, vocab_size)
+
+
 def prompt_ids(tok: Tokenizer, text: str, system: str | None = None) -> list[int]:
     return evaluate.chat_prompt(tok, text, system)
 
@@ -109,6 +145,9 @@ def generate_batches(
     length = length or bucket(max(map(len, ids.values()), default=1))
     pad = pad_id(tok)
     sample_cfg = SampleConfig(cfg.max_new_tokens, cfg.temperature, eos_ids=tok.eos_ids, pad_id=pad)
+    rules, kind_of = (
+        number_rules(tok, todo, model.cfg.vocab_size) if cfg.constrain_numbers else (None, None)
+    )
     batches = generate_fixed(
         model,
         [ids[p.id] for p in todo],
@@ -117,6 +156,8 @@ def generate_batches(
         cfg=sample_cfg,
         batch=cfg.gen_batch,
         length=length,
+        rules=rules,
+        kind_of=kind_of,
     )
     start = 0
     for completions in batches:
