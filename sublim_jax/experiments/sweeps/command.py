@@ -144,8 +144,12 @@ def register(sub, preset: str) -> None:
         metavar="POINTS",
         help="comma-separated points replacing the preset's grid, e.g. init-distance "
         "'0,0.1,lambda=0.5', layer-sharing 'none,h1+readout,all', aux-count '1,3,10', "
-        "optimizer 'sgd@0.1,adam@3e-4', architecture '64x2,256x3', dose '1000,60000x1', "
-        "teacher-strength '0,0.1,steps=3,5', alignment-over-training '0,lambda=1'",
+        "optimizer 'sgd@0.1,adam@3e-4', defences 'none,weight-decay=1e-3,l2=1e-3,mix=0.5' "
+        "(weight-decay: AdamW's decoupled decay; l2: coupled into Adam's moments, as torch "
+        "Adam's weight_decay), decay 'none,weight-decay=1e-4,l2=1e-4', architecture "
+        "'64x2,256x3', dose '1000,60000x1', batch-size '256,4096,4096@steps=150' (B@steps=K: "
+        "exactly K student steps), teacher-strength '0,0.1,steps=3,5', alignment-over-training "
+        "'0,lambda=1'",
     )
     sweep.add_argument(
         "--inputs-data-dir",

@@ -14,32 +14,34 @@ A sweep is a named grid of `Point`s. Every point trains the experiment's four st
 * the students' optimiser and learning rate (``optimizer``). The rate is compiled in, as in
   the experiment: a traced rate (``optax.inject_hyperparams``) changed Adam's losses in the
   6th digit, and the Adam point at the experiment's rate must reproduce it bit for bit;
-* the students' loss, inputs or a defence (``loss``, ``inputs``, ``defences``): these points
-  run the students of `sublim_jax.experiments.sweeps.variants` (see there for what is traced).
+* the students' loss, inputs or a defence (``loss``, ``inputs``, ``defences``; ``decay``: the
+  two weight decays, AdamW's decoupled and the coupled L2 of torch's Adam): these points run
+  the students of `sublim_jax.experiments.sweeps.variants` (see there for what is traced).
 * the architecture (``architecture``: width × hidden layers) or the teachers' training
   (``teacher-strength``: epochs or Adam steps, fractions of an epoch included): points are
   grouped by teacher (`teacher_groups`), each group's teachers trained once;
-* the students' dose (``dose``): the model's first n noise images, for e epochs;
+* the students' dose (``dose``): the model's first n noise images, for e epochs; or their
+  batch (``batch-size``): for the config's epochs, or for a fixed number of steps;
 * what is recorded (``alignment-over-training``): init-distance points whose students log
   per-step, per-layer alignment with Δθ_T and the teacher's loss (`make_tracked_epoch`).
 
 Dims: S seeds, L layers, N noise images, D pixels, C logits. No I/O here.
 """
 
-import dataclasses
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
 
 import optax
 
 from sublim_jax.experiments.mnist.config import TransferConfig
+from sublim_jax.experiments.sweeps.points import Point, Sweep, finite, ints, number
 from sublim_jax.io import data
 
 LAYERS = ("h1", "h2", "readout")  # hidden-1, hidden-2, readout: the network's three Dense layers
 M_MAX = 1000  # most auxiliary logits an aux-count point may have
-W_MAX, DEPTH_MAX, N_NOISE_MAX = 8192, 16, 1_000_000  # architecture and dose bounds
+W_MAX, DEPTH_MAX, N_NOISE_MAX = 8192, 16, 1_000_000  # architecture, dose and batch bounds
+STEPS_MAX = 1_000_000  # most student steps a batch-size point may train
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": optax.sgd,
     "momentum": partial(optax.sgd, momentum=0.9),
@@ -48,42 +50,10 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 }
 
 
-class Point(NamedTuple):
-    """One grid point; ``None`` keeps the base config's value."""
-
-    label: str
-    value: float | str  # the point's x-axis value in figures and results
-    a_L: tuple[float, ...] = (1.0, 1.0, 1.0)  # weight of the teacher's init, per layer
-    b_L: tuple[float, ...] = (0.0, 0.0, 0.0)  # weight of the partner's init, per layer
-    optimizer: str = "adam"
-    lr: float | None = None
-    n_aux: int | None = None
-    loss: str = "kl"  # the students' loss on their logit subset: kl, mse or hard
-    temperature: float | None = None  # the KL's temperature (None: the config's)
-    inputs: str = "uniform"  # uniform, gaussian, a dataset's images or shuffled-DATASET
-    defence: str = "none"  # one of DEFENCES
-    strength: float = 0.0  # the defence's λ, σ, q, τ, k, f or β (see DEFENCES)
-    epochs: int | None = None  # student epochs (None: the config's)
-    hidden: int | None = None  # architecture: hidden width (teachers and students)
-    depth: int | None = None  # architecture: hidden layers
-    n_noise: int | None = None  # dose: the students' noise images (the model's first n)
-    epochs_student: int | None = None  # dose: the students' epochs
-    teacher_epochs: float | None = None  # teacher-strength: teacher training, in epochs
-    teacher_steps: int | None = None  # teacher-strength: teacher training, in Adam steps
-    track: bool = False  # alignment-over-training: record per-step alignment curves
-
-
-def _number(token: str, kind: type = float):
-    try:
-        return kind(token)
-    except ValueError:
-        raise ValueError(f"not a {kind.__name__}: {token!r}") from None
-
-
 def parse_init_distance(token: str) -> Point:
     """``0.1`` or ``sigma=0.1``: θ⁰_T + σ·θ⁰_P (σ ≥ 0); ``lambda=0.5``: (1 − λ)·θ⁰_T + λ·θ⁰_P."""
     name, _, text = token.rpartition("=")
-    v = _number(text)
+    v = number(text)
     if name in ("", "sigma"):
         if not v >= 0:
             raise ValueError(f"σ must be ≥ 0, got {token!r}")
@@ -107,7 +77,7 @@ def parse_layer_sharing(token: str) -> Point:
 
 
 def parse_aux_count(token: str) -> Point:
-    m = _number(token, int)
+    m = number(token, int)
     if not 1 <= m <= M_MAX:
         raise ValueError(f"m (auxiliary logits) must be in 1..{M_MAX}, got {token!r}")
     return Point(f"m={m}", m, n_aux=m)
@@ -119,18 +89,10 @@ def parse_optimizer(token: str) -> Point:
     if not sep or name not in OPTIMIZERS:
         names = ", ".join(OPTIMIZERS)
         raise ValueError(f"optimizer points are NAME@LR with NAME in {names}, got {token!r}")
-    lr = _number(text)
+    lr = number(text)
     if not lr > 0:
         raise ValueError(f"learning rate must be > 0, got {token!r}")
     return Point(f"{name}@{lr:g}", lr, optimizer=name, lr=lr)
-
-
-def _finite(token: str, kind: type = float, low: float = 0.0, high: float = math.inf):
-    """The number after ``=`` in ``token``, finite and in [low, high]."""
-    v = _number(token.partition("=")[2], kind)
-    if not (math.isfinite(v) and low <= v <= high):
-        raise ValueError(f"the value must be finite and in [{low:g}, {high:g}], got {token!r}")
-    return v
 
 
 def parse_loss(token: str) -> Point:
@@ -139,7 +101,7 @@ def parse_loss(token: str) -> Point:
     if token in ("mse", "hard"):
         return Point(token, token, loss=token)
     if token.startswith("kl="):
-        t = _finite(token)
+        t = finite(token)
         if not t > 0:
             raise ValueError(f"temperature must be > 0, got {token!r}")
         return Point(f"kl={t:g}", t, loss="kl", temperature=t)
@@ -166,6 +128,7 @@ def input_dataset(point: Point) -> str | None:
 DEFENCES = {  # name: its strength (None: takes none), each applied to all four students
     "none": None,
     "weight-decay": "λ, AdamW's decoupled weight decay",
+    "l2": "λ, L2 coupled into Adam's moments (torch Adam's weight_decay)",
     "init-noise": "σ, θ⁰ + σ·ξ with ξ a fresh init draw",
     "round": "q, teacher logits rounded to multiples of q",
     "output-noise": "τ, N(0, τ²) added to each teacher logit",
@@ -186,7 +149,7 @@ def parse_defence(token: str) -> Point:
     if not sep:
         return Point(name, name, loss="hard" if name == "hard" else "kl", defence=name)
     kind = int if name == "epochs" else float
-    v = _finite(token, kind, 0.0, 1.0 if name == "mix" else math.inf)
+    v = finite(token, kind, 0.0, 1.0 if name == "mix" else math.inf)
     label = f"{name}={v:g}"
     return Point(label, label, defence=name, strength=float(v),
                  epochs=v if name == "epochs" else None)  # fmt: skip
@@ -197,18 +160,23 @@ def check_defences(points: tuple[Point, ...]) -> None:
         raise ValueError("a defences grid needs its baseline point `none`")
 
 
-def _ints(token: str, sep: str, what: str, n_max: int) -> tuple[int, ...]:
-    values = tuple(_number(t, int) for t in token.split(sep))
-    if not all(1 <= v <= n_max for v in values):
-        raise ValueError(f"{what} must be in 1..{n_max}, got {token!r}")
-    return values
+DECAYS = ("none", "weight-decay", "l2")  # the decay sweep's defences
+DEFENCE_SWEEPS = ("defences", "decay")  # sweeps of defences, each against its grid's `none`
+
+
+def parse_decay(token: str) -> Point:
+    """A `parse_defence` point of ``none``, ``weight-decay=λ`` (decoupled) or ``l2=λ``
+    (coupled)."""
+    if token.partition("=")[0] not in DECAYS:
+        raise ValueError(f"decay points are none, weight-decay=λ or l2=λ, got {token!r}")
+    return parse_defence(token)
 
 
 def parse_architecture(token: str) -> Point:
     """``WxD``: D hidden layers of width W, teachers and students alike."""
     if token.count("x") != 1:
         raise ValueError(f"architecture points are WIDTHxDEPTH (e.g. 256x2), got {token!r}")
-    width, depth = _ints(token, "x", "width and depth", W_MAX)
+    width, depth = ints(token, "x", "width and depth", W_MAX)
     if depth > DEPTH_MAX:
         raise ValueError(f"depth must be in 1..{DEPTH_MAX}, got {token!r}")
     return Point(f"{width}x{depth}", f"{width}x{depth}", hidden=width, depth=depth)
@@ -218,7 +186,7 @@ def parse_dose(token: str) -> Point:
     """``N`` noise images per model for the config's epochs, or ``NxE`` for E epochs."""
     if token.count("x") > 1:
         raise ValueError(f"dose points are N or NxE (e.g. 1000, 60000x1), got {token!r}")
-    n, *e = _ints(token, "x", "images and epochs", N_NOISE_MAX)
+    n, *e = ints(token, "x", "images and epochs", N_NOISE_MAX)
     label = f"n={n}" + "".join(f"×{v}" for v in e)
     return Point(label, n, n_noise=n, epochs_student=e[0] if e else None)
 
@@ -228,12 +196,31 @@ def parse_teacher_strength(token: str) -> Point:
     name, _, text = token.rpartition("=")
     if name not in ("", "steps"):
         raise ValueError(f"teacher-strength points are E (epochs) or steps=K, got {token!r}")
-    v = _number(text, int if name else float)
+    v = number(text, int if name else float)
     if not v >= 0:
         raise ValueError(f"teacher training must be ≥ 0, got {token!r}")
     if name:
         return Point(f"{v} steps", v, teacher_steps=v)
     return Point(f"{v:g} ep", v, teacher_epochs=v)
+
+
+def parse_batch_size(token: str) -> Point:
+    """``B``: the students' batch B for the config's epochs (fewer steps as B grows);
+    ``B@steps=K``: batch B for exactly K steps (more images as B grows; whole epochs, then the
+    first steps of one more). The teachers keep the config's batch."""
+    text, sep, rest = token.partition("@")
+    name, eq, k_text = rest.partition("=")
+    if sep and (name, eq) != ("steps", "="):
+        raise ValueError(f"batch-size points are B or B@steps=K (e.g. 4096@steps=150): {token!r}")
+    b = number(text, int)
+    if not 1 <= b <= N_NOISE_MAX:
+        raise ValueError(f"batch size must be in 1..{N_NOISE_MAX}, got {token!r}")
+    if not sep:
+        return Point(f"B={b}", b, batch_size=b)
+    k = number(k_text, int)
+    if not 1 <= k <= STEPS_MAX:
+        raise ValueError(f"student steps must be in 1..{STEPS_MAX}, got {token!r}")
+    return Point(f"B={b}, {k} steps", b, batch_size=b, student_steps=k)
 
 
 def parse_alignment(token: str) -> Point:
@@ -253,14 +240,7 @@ _OPT_GRID = ",".join(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Sweep:
-    description: str
-    parse: Callable[[str], Point]
-    grid: str  # the default preset's grid (and the paper preset's, unless ``paper_grid``)
-    smoke_grid: str
-    check: Callable[[tuple[Point, ...]], None] | None = None  # raises on a bad grid as a whole
-    paper_grid: str | None = None  # the paper preset's grid, when not ``grid``
+_DECADES = ("1e-5", "3e-5", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "1e-1", "3e-1", "1")
 
 
 SWEEPS = {
@@ -311,8 +291,10 @@ SWEEPS = {
         "uniform,gaussian,shuffled-mnist",
     ),
     "defences": Sweep(
-        "defences against transfer: the fraction of the aux-only effect left and the cost to "
-        "the all-logits same-init student, against the grid's `none` point",
+        "defences against transfer (weight-decay=λ: AdamW's decoupled decay; l2=λ: L2 coupled "
+        "into Adam's moments, torch Adam's weight_decay; init-noise, round, output-noise, hard, "
+        "epochs, mix, kl-init, project): the fraction of the aux-only effect left and the cost "
+        "to the all-logits same-init student, against the grid's `none` point",
         parse_defence,
         "none,weight-decay=1,init-noise=0.1,output-noise=1,hard,epochs=1,mix=0.1,mix=0.25,"
         "mix=0.5,kl-init=10,project",
@@ -320,6 +302,16 @@ SWEEPS = {
         check_defences,
         paper_grid="none,weight-decay=1,init-noise=0.1,round=1,output-noise=1,hard,epochs=1,"
         "mix=0.1,mix=0.25,mix=0.5,kl-init=10,project",
+    ),
+    "decay": Sweep(
+        "the defences sweep's two weight decays over λ = 1e-5 … 1: weight-decay=λ (AdamW, "
+        "decoupled: −lr·λ·θ after Adam's normalisation) against l2=λ (coupled: λ·θ added to "
+        "the gradient before Adam's moments, as torch Adam's weight_decay)",
+        parse_decay,
+        "none," + ",".join(f"{d}={v}" for d in DECAYS[1:] for v in _DECADES[::2]),
+        "none,weight-decay=0.01,l2=0.01",
+        check_defences,
+        paper_grid="none," + ",".join(f"{d}={v}" for d in DECAYS[1:] for v in _DECADES),
     ),
     "architecture": Sweep(
         "WIDTHxDEPTH: D hidden layers of width W (teachers trained per architecture); does "
@@ -336,6 +328,15 @@ SWEEPS = {
         "100,1000,3000,10000,30000,60000x1,60000",
         "256,2048x1,2048",
         paper_grid="30,100,300,1000,3000,10000,30000,60000x1,60000x2,60000,60000x10",
+    ),
+    "batch-size": Sweep(
+        "the students' batch B (teachers unchanged): B for the config's epochs (fewer steps as B "
+        "grows), or B@steps=K, exactly K steps (more images as B grows): steps against images",
+        parse_batch_size,
+        "64,256,1024,4096,64@steps=150,256@steps=150,4096@steps=150",
+        "32,128,512,32@steps=32,512@steps=32",
+        paper_grid="32,64,128,256,512,1024,2048,4096,8192,64@steps=295,256@steps=295,"
+        "4096@steps=295",
     ),
     "teacher-strength": Sweep(
         "teachers trained E epochs (fractions allowed) or steps=K: student accuracy against "
@@ -388,3 +389,7 @@ def check_config(points: tuple[Point, ...], cfg: TransferConfig) -> None:
     for p in points:
         if p.epochs is not None and p.epochs > cfg.epochs_student:
             raise ValueError(f"{p.label}: more than the config's {cfg.epochs_student} epochs")
+        n_noise = cfg.n_noise if p.n_noise is None else p.n_noise
+        if p.batch_size is not None and p.batch_size > n_noise:
+            raise ValueError(f"{p.label}: batch {p.batch_size} exceeds the {n_noise} noise "
+                             "images per model (--n-noise)")  # fmt: skip

@@ -9,7 +9,7 @@ from sublim_jax.core import stats
 from sublim_jax.experiments.mnist.config import STUDENTS
 from sublim_jax.experiments.sweeps import grid as sweeps
 from sublim_jax.experiments.sweeps import steps
-from sublim_jax.experiments.sweeps.grid import Point
+from sublim_jax.experiments.sweeps.points import Point
 
 KIND = "sweep"
 SIDE_BY_SIDE = ("aux_same_init", "aux_diff_init", "all_same_init", "all_diff_init")
@@ -57,8 +57,11 @@ def summarise(name: str, points: tuple[Point, ...], raw: dict) -> dict:
     }
     if name == "optimizer":
         res["best_lr"] = best_per_optimizer(res)
-    if name == "defences":
+    if name in sweeps.DEFENCE_SWEEPS:
         add_defence_effects(res)
+    if name == "batch-size":
+        for pt, point, (n_steps, images) in zip(out_points, points, raw["students_P"], strict=True):
+            pt["students"] = {"batch": point.batch_size, "steps": n_steps, "images": images}
     return res
 
 
@@ -143,13 +146,16 @@ def _cell(summary: Mapping, fmt: str = ".3f", ci: bool = True) -> str:
 def table(res: Mapping, ci: bool = False) -> str:
     """Markdown: per point the four students' accuracy and the aux-only step-0 cosines (means, or
     with ``ci`` their 95% CIs, as FINDINGS shows them), the point's teacher where teachers differ
-    between points; then seeds, models and minutes, the best rates, the tracked points' alignment
-    and the defences' effects."""
+    between points, each point's student steps and images in a batch-size sweep; then seeds,
+    models and minutes, the best rates, the tracked points' alignment and the defences' effects."""
     per_teacher = res.get("teacher_groups", 1) > 1
+    budget = "students" in res["points"][0]  # batch-size: each point's steps and images
     head = "| point | aux same | aux diff | all same | all diff | cos₀ same | cos₀ diff |"
     rule = "| --- | --- | --- | --- | --- | --- | --- |"
     if per_teacher:
         head, rule = head + " teacher | untrained |", rule + " --- | --- |"
+    if budget:
+        head, rule = head + " steps | images |", rule + " ---: | ---: |"
     rows = [head, rule]
     for pt in res["points"]:
         c, d = pt["conditions"], pt["diagnostics"]["cosine_step0"]
@@ -158,6 +164,8 @@ def table(res: Mapping, ci: bool = False) -> str:
         cells += [_cell(d[f"update_{s}"], "+.4f", ci) for s in INITS.values()]
         if per_teacher:
             cells += [_cell(pt["teacher"][k], ci=ci) for k in ("teacher", "reference")]
+        if budget:
+            cells += [str(pt["students"]["steps"]), str(pt["students"]["images"])]
         rows.append("| " + " | ".join(cells) + " |")
     fixed = res["fixed"]
     models = (

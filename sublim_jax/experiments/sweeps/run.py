@@ -5,8 +5,8 @@ Reuses the experiment's runner (`sublim_jax.experiments.mnist.run`): its keys, c
 phase, noise, teacher logits, finiteness checks and accuracy. Per chunk of seeds the noise and
 the teachers' logits are made once and shared by every grid point. The students' programs are
 cached per (student config, optimiser, learning rate): points that differ only in traced
-values (σ, λ, the layer mask) reuse one compilation. Writes nothing; ``summarise`` shapes the
-results.
+values (σ, λ, the layer mask) reuse one compilation; a ``B@steps=K`` point's cut last epoch is
+one more program per batch and step count. Writes nothing; ``summarise`` shapes the results.
 Dims: S seeds in a chunk, E epochs, N noise images, C logits.
 """
 
@@ -26,7 +26,7 @@ from sublim_jax.experiments.mnist.steps import Batch, make_distill, teacher_logi
 from sublim_jax.experiments.sweeps import grid as sweeps
 from sublim_jax.experiments.sweeps import steps
 from sublim_jax.experiments.sweeps import variants as dv
-from sublim_jax.experiments.sweeps.grid import Point
+from sublim_jax.experiments.sweeps.points import Point
 from sublim_jax.io.progress import bar as progress_bar
 
 F32 = jnp.float32
@@ -44,6 +44,29 @@ def programs(cfg_s: TransferConfig, optimizer: str, lr: float) -> dict[str, Call
         "init": jax.jit(jax.vmap(init, in_axes=(0, 0, None, None))),
         "cosines": jax.jit(jax.vmap(cosines)),
     }
+
+
+@functools.lru_cache(maxsize=16)
+def cut_program(cfg_s: TransferConfig, optimizer: str, lr: float, n_steps: int) -> Callable:
+    """Seed-vmapped `steps.make_cut_epoch`: the first ``n_steps`` steps of an epoch."""
+    epoch = steps.make_cut_epoch(cfg_s, steps.make_tx(optimizer, lr), n_steps)
+    return jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, 0, 0)), donate_argnums=0)
+
+
+def student_epoch(prog: dict, cfg_s: TransferConfig, point: Point, lr: float) -> Callable:
+    """The point's epoch program: ``prog``'s, except that a ``B@steps=K`` point whose K is not
+    whole epochs of T steps trains only the first K mod T steps of its last epoch."""
+    if point.student_steps is None:
+        return prog["epoch"]
+    full, rest = divmod(point.student_steps, steps.student_steps_per_epoch(cfg_s))
+    if rest == 0:
+        return prog["epoch"]
+    cut = cut_program(_normalised(cfg_s), point.optimizer, lr, rest)
+
+    def epoch(states, data_key, e, *args):
+        return (cut if e == full else prog["epoch"])(states, data_key, e, *args)
+
+    return epoch
 
 
 def _normalised(cfg: TransferConfig) -> TransferConfig:
@@ -83,13 +106,19 @@ def _point(runner, chunk: _Chunk, cfg: TransferConfig, point: Point, start, n_re
     delta = steps.slice_readout(chunk.delta_theta_T, n_out)
     cos_Sx4 = prog["cosines"](states, delta, chunk.data_key, chunk.u_SxNxD, y_SxNxC)
 
+    T = steps.student_steps_per_epoch(cfg_s)
+
     def check(loss_SxTx4, step0):
+        step0 = step0 // loss_SxTx4.shape[1] * T  # a cut last epoch starts at e·T too
         for k, s in enumerate(STUDENTS):
             name = f"student_{s} at {point.label}"
             transfer_run.check_finite(loss_SxTx4[..., k], name, start, n_real, step0)
 
     args = (chunk.data_key, chunk.u_SxNxD, y_SxNxC)
-    epoch = _Tracker(runner, cfg_s, point, lr, states, delta) if point.track else prog["epoch"]
+    if point.track:
+        epoch = _Tracker(runner, cfg_s, point, lr, states, delta)
+    else:
+        epoch = student_epoch(prog, cfg_s, point, lr)
     states, loss_SxEx4 = runner.epochs(
         epoch, states, args, cfg_s.epochs_student, check, bar, tail=(len(STUDENTS),)
     )
@@ -149,6 +178,7 @@ def run(
         "reference_PxS": np.stack([f["reference"] for f in fixed]),
         "teacher_PxS": np.stack([f["teacher"] for f in fixed]),
         "teacher_steps_P": [steps.teacher_steps(cfg, p) for p in points],
+        "students_P": [steps.student_budget(cfg, p) for p in points],  # (steps, images)
         "teacher_groups": len(groups),
         "acc_PxSx4": np.stack([cat(p, "acc_Sx4") for p in per_point]),
         "loss_PxSxEx4": [cat(p, "loss_SxEx4") for p in per_point],  # E may differ per point
@@ -164,7 +194,7 @@ def run(
 
 # The loss, inputs and defences sweeps: every point's students are `distill_variants`'.
 
-VARIANT_SWEEPS = ("loss", "inputs", "defences")
+VARIANT_SWEEPS = ("loss", "inputs", *sweeps.DEFENCE_SWEEPS)
 _TARGETS = jax.jit(jax.vmap(dv.targets, in_axes=(0, 0, 0, None, None, None)))
 
 
@@ -173,15 +203,16 @@ def variant_of(point: Point, cfg: TransferConfig) -> dv.Variant:
     inputs = {"uniform": "noise", "gaussian": "gaussian"}.get(point.inputs, "images")
     temperature = 1.0 if point.loss != "kl" else point.temperature or cfg.temperature
     decay = point.defence == "weight-decay" and point.strength > 0  # λ = 0: no AdamW term
+    l2 = point.defence == "l2" and point.strength > 0  # λ = 0: no L2 term
     penalty, project = point.defence == "kl-init", point.defence == "project"
-    return dv.Variant(point.loss, temperature, inputs, decay, penalty, project)
+    return dv.Variant(point.loss, temperature, inputs, decay, penalty, project, l2)
 
 
 def knobs_of(point: Point) -> tuple[dv.Knobs, dict]:
     """The point's traced values: the students' `Knobs`, and the init noise σ and the
     targets' q, τ, f; 0 for every defence the point does not apply."""
     s = lambda name: jnp.asarray(point.strength if point.defence == name else 0.0, F32)  # noqa: E731
-    knobs = dv.Knobs(s("weight-decay"), s("kl-init"))
+    knobs = dv.Knobs(s("weight-decay"), s("kl-init"), s("l2"))
     return knobs, {"sigma": s("init-noise"), "q": s("round"), "tau": s("output-noise"),
                    "f": s("mix")}  # fmt: skip
 

@@ -1,7 +1,8 @@
 """The sweeps' training maths, as pure functions: the teachers' and students' configs per point,
 the students' optimisers and inits (layer-wise mixes of θ⁰_T and θ⁰_P), the first-step cosines
-with Δθ_T, teacher groups and their steps, the tracked epochs of ``alignment-over-training``,
-and a sweep's training FLOPs. No I/O here."""
+with Δθ_T, teacher groups and their steps, the students' steps and images (``batch-size``) and
+their cut last epoch, the tracked epochs of ``alignment-over-training``, and a sweep's training
+FLOPs. No I/O here."""
 
 import dataclasses
 import itertools
@@ -26,7 +27,8 @@ from sublim_jax.experiments.mnist.steps import (
     teacher_loss,
     train_step,
 )
-from sublim_jax.experiments.sweeps.grid import OPTIMIZERS, Point
+from sublim_jax.experiments.sweeps.grid import OPTIMIZERS
+from sublim_jax.experiments.sweeps.points import Point
 
 F32 = jnp.float32
 
@@ -38,9 +40,32 @@ def teacher_config(cfg: TransferConfig, points: tuple[Point, ...]) -> TransferCo
 
 
 def student_config(cfg: TransferConfig, point: Point) -> TransferConfig:
-    fields = ("n_aux", "hidden", "depth", "n_noise", "epochs_student")
+    """The students' config at ``point``: a ``B@steps=K`` point trains ⌈K / T⌉ epochs (T steps
+    each), the last one cut to the steps left (`make_cut_epoch`)."""
+    fields = ("n_aux", "hidden", "depth", "n_noise", "epochs_student", "batch_size")
     changes = {f: getattr(point, f) for f in fields if getattr(point, f) is not None}
-    return dataclasses.replace(cfg, **changes) if changes else cfg
+    cfg_s = dataclasses.replace(cfg, **changes) if changes else cfg
+    if point.student_steps is None:
+        return cfg_s
+    epochs = math.ceil(point.student_steps / student_steps_per_epoch(cfg_s))
+    return dataclasses.replace(cfg_s, epochs_student=epochs)
+
+
+def student_steps_per_epoch(cfg_s: TransferConfig) -> int:
+    """T: the students' steps per epoch over their noise images (the last batch partial)."""
+    return math.ceil(cfg_s.n_noise / cfg_s.batch_size)
+
+
+def student_budget(cfg: TransferConfig, point: Point) -> tuple[int, int]:
+    """(steps, images) one student trains at ``point``: whole epochs of T steps over the N noise
+    images, and for a ``B@steps=K`` point the first K mod T batches of B images of one more."""
+    cfg_s = student_config(cfg, point)
+    T = student_steps_per_epoch(cfg_s)
+    if point.student_steps is not None:
+        full, rest = divmod(point.student_steps, T)
+        return point.student_steps, full * cfg_s.n_noise + rest * cfg_s.batch_size
+    epochs = cfg_s.epochs_student if point.epochs is None else point.epochs
+    return epochs * T, epochs * cfg_s.n_noise
 
 
 def make_tx(optimizer: str, lr: float) -> optax.GradientTransformation:
@@ -197,6 +222,34 @@ def _cos_from(state: TrainState, theta_start: mlp.Params, delta_theta_T) -> jax.
     return layer_cosines(moved, delta_theta_T)
 
 
+def student_losses(cfg_s: TransferConfig) -> tuple[Callable, ...]:
+    """The experiment's four student losses (KL on each logit subset), in `STUDENTS` order."""
+    return tuple(
+        partial(student_loss, logit_idx=idx, temperature=cfg_s.temperature)
+        for idx in logit_subsets(cfg_s)
+    )
+
+
+def make_cut_epoch(cfg_s: TransferConfig, tx: optax.GradientTransformation, n_steps: int):
+    """`make_distill`'s epoch of the four students cut to its first ``n_steps`` steps (the same
+    batches; only those are computed): ``epoch(states, data_key, e, u_NxD, y_NxC) ->
+    (states, loss_nx4)``, the last epoch of a ``B@steps=K`` point."""
+    loss_fns = student_losses(cfg_s)
+
+    def epoch(states, data_key, e, u_NxD, y_NxC):
+        idx_TxB, w_TxB = epoch_batches(cfg_s, e, cfg_s.n_noise, key=data_key)
+
+        def body(states, iw):
+            idx_B, w_B = iw
+            batch = Batch(decode_noise(u_NxD[idx_B]), y_NxC[idx_B], w_B)
+            out = [train_step(s, batch, f, tx) for s, f in zip(states, loss_fns, strict=True)]
+            return tuple(o[0] for o in out), jnp.stack([o[1] for o in out])
+
+        return jax.lax.scan(body, states, (idx_TxB[:n_steps], w_TxB[:n_steps]))
+
+    return epoch
+
+
 def make_tracked_epoch(cfg_s: TransferConfig, tx: optax.GradientTransformation) -> Callable:
     """`make_distill`'s epoch of the four students, recording after every step t (per student,
     per layer and for the whole network, Δθ_T = θ_T − θ⁰_T):
@@ -209,10 +262,7 @@ def make_tracked_epoch(cfg_s: TransferConfig, tx: optax.GradientTransformation) 
     -> (states, (loss_Tx4, cos_Tx2x4x(L+1), lt_Tx4))``; after step 1 both cosines are
     `first_step_cosines`'s cosine of the first update.
     """
-    loss_fns = tuple(
-        partial(student_loss, logit_idx=idx, temperature=cfg_s.temperature)
-        for idx in logit_subsets(cfg_s)
-    )
+    loss_fns = student_losses(cfg_s)
 
     def epoch(states, data_key, e, u_NxD, y_NxC, theta0_4, delta_theta_T, x_MxD, y_M):
         idx_TxB, w_TxB = epoch_batches(cfg_s, e, cfg_s.n_noise, key=data_key)
@@ -250,8 +300,6 @@ def training_flops(cfg, points) -> float:
         images = t_cfg.epochs_teacher * t_cfg.n_train + group.extra_steps * t_cfg.batch_size
         total += 6.0 * weights(t_cfg.sizes) * images * cfg.seeds
         for i in group.points:
-            point = points[i]
-            s_cfg = student_config(t_cfg, point)
-            epochs = s_cfg.epochs_student if point.epochs is None else point.epochs
-            total += 4 * 6.0 * weights(s_cfg.sizes) * s_cfg.n_noise * epochs * cfg.seeds
+            images = student_budget(t_cfg, points[i])[1]
+            total += 4 * 6.0 * weights(student_config(t_cfg, points[i]).sizes) * images * cfg.seeds
     return total

@@ -2,14 +2,16 @@
 (`mnist.steps.make_distill`) with its loss, inputs, targets, init and step opened up.
 
 What changes the program is a static `Variant` (the loss and its temperature, the kind of
-inputs, weight decay, the KL-to-init penalty, the projection); what only changes numbers is
-traced (`Knobs`: the weight decay λ and the penalty's weight β; the init noise and the targets'
-rounding, noise and mixing), so points that differ only in those share one compiled program.
+inputs, weight decay, coupled L2, the KL-to-init penalty, the projection); what only changes
+numbers is traced (`Knobs`: the weight decay's and the L2's λ and the penalty's weight β; the
+init noise and the targets' rounding, noise and mixing), so points that differ only in those
+share one compiled program.
 With every knob at zero the program computes the experiment's numbers bit for bit (tested):
 x + 0·y and a select are exact. Two things broke that when traced and so are compiled in, as
 the optimizer sweep's learning rate is: the temperature (a traced T = 1 changed the gradients'
 last bits; XLA fused the softmax differently) and the presence of weight decay (an AdamW term
-with a traced λ = 0 changed the parameters' last bits), so λ = 0 runs without the term.
+with a traced λ = 0 changed the parameters' last bits), so λ = 0 runs without the term (the
+coupled L2 likewise).
 
 * losses on the student's logit subset (aux-only students on the aux logits, all-logits students
   on all): KL at temperature T (the experiment's), squared error on logits, or cross-entropy
@@ -17,9 +19,10 @@ with a traced λ = 0 changed the parameters' last bits), so λ = 0 runs without 
 * inputs: uniform noise (the experiment's uint16 draws), Gaussian noise (the same draws through
   the normal quantile function, √2·erfinv(2p − 1)), or images stored once as uint8 for every seed
   and decoded per batch to `sublim_jax.io.data.normalize`'s values;
-* defences: AdamW's decoupled weight decay, noise on the students' init, rounded or noisy teacher
-  outputs, a fraction of targets from an untrained model, a decaying KL penalty to the student's
-  own initial outputs, and the projection of each update off Δθ_T = θ_T − θ⁰_T.
+* defences: AdamW's decoupled weight decay, torch Adam's coupled L2 (`make_tx`), noise on the
+  students' init, rounded or noisy teacher outputs, a fraction of targets from an untrained
+  model, a decaying KL penalty to the student's own initial outputs, and the projection of each
+  update off Δθ_T = θ_T − θ⁰_T.
 
 Randomness of the defences comes from the seed's noise key folded with `TAGS` (far above any
 noise block index), so it never overlaps the experiment's draws. No I/O here.
@@ -65,6 +68,7 @@ class Variant(NamedTuple):
     weight_decay: bool = False  # AdamW's decoupled weight decay (λ > 0, traced)
     penalty: bool = False  # the KL-to-init penalty (an extra forward pass per step)
     project: bool = False  # project each update off Δθ_T
+    l2: bool = False  # L2 coupled into Adam's moments (λ > 0, traced)
 
 
 class Knobs(NamedTuple):
@@ -72,6 +76,7 @@ class Knobs(NamedTuple):
 
     weight_decay: jax.Array
     penalty: jax.Array  # β, the KL-to-init penalty's weight at step 0
+    l2: jax.Array  # λ of the coupled L2
 
 
 def decode_gaussian(u_BxD: jax.Array) -> jax.Array:
@@ -131,10 +136,14 @@ def project_out(direction: mlp.Params) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def make_tx(lr: float, weight_decay=None, direction: mlp.Params | None = None):
-    """Adam at ``lr`` (the experiment's), plus AdamW's decoupled weight decay −lr·λ·θ when λ is
-    given, then the projection off ``direction`` when given."""
+def make_tx(lr: float, weight_decay=None, direction: mlp.Params | None = None, l2=None):
+    """Adam at ``lr`` (the experiment's); with ``l2`` = λ, first λ·θ added to the gradient, so
+    that it enters Adam's moments (coupled L2: ``torch.optim.Adam(lr, weight_decay=λ)``); with
+    ``weight_decay`` = λ, AdamW's decoupled decay −lr·λ·θ added after Adam's normalisation; then
+    the projection off ``direction`` when given."""
     parts = [optax.adam(lr)]
+    if l2 is not None:
+        parts.insert(0, optax.add_decayed_weights(l2))
     if weight_decay is not None:
         parts.append(optax.add_decayed_weights(-lr * weight_decay))
     if direction is not None:
@@ -158,7 +167,8 @@ def _loss_fns(cfg_s: TransferConfig, variant: Variant, knobs: Knobs, theta0s, be
 
 def _tx(lr: float, variant: Variant, knobs: Knobs, delta_theta_T):
     weight_decay = knobs.weight_decay if variant.weight_decay else None
-    return make_tx(lr, weight_decay, delta_theta_T if variant.project else None)
+    l2 = knobs.l2 if variant.l2 else None
+    return make_tx(lr, weight_decay, delta_theta_T if variant.project else None, l2)
 
 
 def init_students(cfg_s: TransferConfig, lr: float, variant: Variant, theta0_T, theta0_P,
@@ -166,7 +176,7 @@ def init_students(cfg_s: TransferConfig, lr: float, variant: Variant, theta0_T, 
     """The four students (`STUDENTS` order) at θ⁰ + σ·ξ, ξ a fresh draw of the init's law
     (one per seed, the same for all four); σ = 0 is exactly the experiment's inits."""
     xi = mlp.init(key=jax.random.fold_in(noise_key, TAGS["init_noise"]), sizes=cfg_s.sizes)
-    tx = _tx(lr, variant, Knobs(F32(0), F32(0)), xi)  # the state's structure only
+    tx = _tx(lr, variant, Knobs(F32(0), F32(0), F32(0)), xi)  # the state's structure only
     same, diff = (jax.tree.map(lambda t, x: t + sigma * x, th, xi) for th in (theta0_T, theta0_P))
     return tuple(TrainState(p, tx.init(p)) for p in (same, same, diff, diff))
 

@@ -141,6 +141,19 @@ def test_list_prints_each_sweep_on_one_line(capsys):
         ["defences", "--grid", "none,project=1"],
         ["defences", "--grid", "none,epochs=3"],  # more epochs than the config's 2
         ["defences", "--grid", "mix=0.1"],  # no baseline
+        ["defences", "--grid", "none,l2=-1e-3"],
+        ["defences", "--grid", "none,l2=inf"],
+        ["defences", "--grid", "none,l2=nan"],
+        ["defences", "--grid", "none,l2"],
+        ["decay", "--grid", "none,mix=0.5"],  # only the two weight decays
+        ["decay", "--grid", "l2=1e-3"],  # no baseline
+        ["batch-size", "--grid", "0"],
+        ["batch-size", "--grid=-64"],
+        ["batch-size", "--grid", "128,4096"],  # above the smoke preset's 2048 noise images
+        ["batch-size", "--grid", "128", "--n-noise", "100"],
+        ["batch-size", "--grid", "128@steps=0"],
+        ["batch-size", "--grid", "128@epochs=2"],
+        ["batch-size", "--grid", "1.5"],
     ],
 )
 def test_bad_grid_is_a_one_line_error_and_writes_nothing(argv, mnist_dir, tmp_path, capsys):
@@ -176,12 +189,19 @@ def test_smoke_preset_end_to_end_and_redrawn(name, mnist_dir, tmp_path, capsys):
         assert m1["label"] == "m=1" and aux_same == reference.tolist()
         assert aux_diff == reference[np.asarray(res["partner"])].tolist()
         assert m1["diagnostics"]["cosine_step0"]["update_aux_same_init"]["mean"] == 0
-    if name == "defences":  # each point against the grid's own `none`
+    if name in sweeps.DEFENCE_SWEEPS:  # each point against the grid's own `none`
         none = next(pt for pt in res["points"] if pt["label"] == "none")["defence"]
         assert none["effect_left"]["mean"] == 1 and none["all_cost"]["mean"] == 0
         assert all(set(pt["defence"]) == {"effect", "effect_left", "all_cost"}
                    for pt in res["points"])  # fmt: skip
         assert "| defence |" in stdout
+    if name == "decay":  # the coupled L2 is applied: it costs the all-logits student accuracy
+        l2 = next(pt for pt in res["points"] if pt["point"]["defence"] == "l2")["defence"]
+        assert l2["all_cost"]["mean"] < 0
+    if name == "batch-size":  # the students' steps and images; the teachers are the config's
+        budget = [(pt["students"]["steps"], pt["students"]["images"]) for pt in res["points"]]
+        assert budget == [(128, 4096), (32, 4096), (8, 4096), (32, 1024), (32, 16384)]
+        assert res["teacher_groups"] == 1 and "| steps | images |" in stdout.replace(" ---:", "")
     if name == "teacher-strength":  # 0 epochs: the teachers are their untrained inits
         zero = res["points"][0]["teacher"]
         assert zero["steps"] == 0 and zero["teacher"] == res["fixed"]["reference"]
@@ -202,8 +222,10 @@ def test_kl_at_t1_uniform_inputs_and_no_defence_equal_the_experiment(mnist, expe
     np.testing.assert_array_equal(_sweep("defences", "none", mnist)["none"], want)
 
 
-ZERO_STRENGTH = "weight-decay=0,init-noise=0,round=0,output-noise=0,mix=0,kl-init=0,epochs=2"
-STRENGTH = "weight-decay=1,init-noise=0.3,round=1,output-noise=1,mix=0.5,kl-init=10,epochs=1"
+ZERO_STRENGTH = "weight-decay=0,l2=0,init-noise=0,round=0,output-noise=0,mix=0,kl-init=0,epochs=2"
+STRENGTH = (
+    "weight-decay=1,l2=0.01,init-noise=0.3,round=1,output-noise=1,mix=0.5,kl-init=10,epochs=1"
+)
 
 
 def test_zero_strength_defences_equal_none_bit_for_bit_and_projection_is_orthogonal(mnist):
@@ -239,10 +261,12 @@ def test_defence_effects_are_ratios_to_the_grids_none_point():
 
 def test_variant_points_of_one_shape_share_one_compilation(mnist):
     grid = "none,init-noise={},round={},output-noise={},mix={},epochs=1,weight-decay={},kl-init={}"
-    _sweep("defences", grid.format(0.2, 0.5, 0.3, 0.3, 0.5, 3), mnist)  # warm
+    grid += ",l2={}"
+    _sweep("defences", grid.format(0.2, 0.5, 0.3, 0.3, 0.5, 3, 0.01), mnist)  # warm
     with _no_compilation():
-        got = _sweep("defences", grid.format(0.1, 2, 1, 0.6, 2, 5), mnist)
+        got = _sweep("defences", grid.format(0.1, 2, 1, 0.6, 2, 5, 0.1), mnist)
     assert not np.array_equal(got["mix=0.6"], got["none"])
+    assert not np.array_equal(got["l2=0.1"], got["none"])
 
 
 def test_inputs_from_another_dataset(mnist_dir, fashion_dir, tmp_path, capsys):
@@ -360,3 +384,64 @@ def test_teacher_strength_points_share_one_compilation(mnist):
     with _no_compilation():
         got = _sweep("teacher-strength", "steps=5,steps=40", mnist)
     assert not np.array_equal(got["raw"]["teacher_PxS"][0], got["raw"]["teacher_PxS"][1])
+
+
+def test_bad_batch_is_named_in_its_one_line_error(mnist_dir, tmp_path, capsys):
+    for grid, named in (("0", "'0'"), ("-64", "'-64'"), ("128,4096", "batch 4096")):
+        out = tmp_path / "run"
+        argv = ["sweep", "batch-size", f"--grid={grid}", *CFG_FLAGS, "--out", str(out)]
+        rc, _, err = _run_cli(capsys, [*argv, "--data-dir", mnist_dir])
+        assert rc == cli.EXIT_USAGE and named in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()
+
+
+def test_defences_l2_and_weight_decay_smoke_through_the_cli(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "defences"
+    argv = ["sweep", "defences", "--grid", "none,l2=0.01,weight-decay=0.01", *CFG_FLAGS,
+            "--data-dir", mnist_dir, "--out", str(out)]  # fmt: skip
+    rc, stdout, _ = _run_cli(capsys, argv)
+    assert rc == 0 and "| l2=0.01 |" in stdout and "| weight-decay=0.01 |" in stdout
+    res = json.loads((out / "results.json").read_text())
+    none, l2, wd = res["points"]
+    assert (l2["point"]["defence"], l2["point"]["strength"]) == ("l2", 0.01)
+    assert all(set(pt["defence"]) == {"effect", "effect_left", "all_cost"} for pt in res["points"])
+    assert none["defence"]["all_cost"]["mean"] == 0 and l2["defence"]["all_cost"]["mean"] != 0
+    acc = lambda pt: pt["conditions"]["student_all_same_init"]["accuracy"]  # noqa: E731
+    assert acc(l2) != acc(wd)  # coupled and decoupled decay are different optimisers
+
+
+def test_batch_size_at_the_configs_batch_equals_the_experiment(mnist, experiment):
+    B, n, T = CFG.batch_size, CFG.n_noise, steps.student_steps_per_epoch(CFG)
+    K = CFG.epochs_student * T
+    got = _sweep("batch-size", f"{B},{B}@steps={K},{B}@steps={K - 3},512", mnist)
+    want = _students(experiment)
+    np.testing.assert_array_equal(got[f"B={B}"], want)
+    np.testing.assert_array_equal(got[f"B={B}, {K} steps"], want)  # whole epochs: the same
+    cut = got[f"B={B}, {K - 3} steps"]  # epoch 0 whole, epoch 1 cut 3 steps short
+    np.testing.assert_array_equal(cut[:, 1], want[:, 1])
+    assert not np.array_equal(cut[:, 2], want[:, 2]) and not np.array_equal(got["B=512"], want)
+    budget = [(K, 2 * n), (K, 2 * n), (K - 3, n + (T - 3) * B), (2 * n // 512, 2 * n)]
+    assert got["raw"]["students_P"] == budget
+    np.testing.assert_array_equal(got["raw"]["teacher"], experiment["accuracy"]["teacher"])
+
+
+def test_cut_epoch_is_the_first_steps_of_the_epoch(mnist):
+    cfg = dataclasses.replace(CFG, n_noise=512, batch_size=64)  # T = 8 steps
+    k_t, k_s, k_d, k_n = jax.random.split(jax.random.key(3), 4)
+    params_T = transfer.init_state(cfg, key=k_t).params
+    u = transfer.make_noise(cfg, key=k_n)
+    y = transfer.teacher_logits(cfg, params_T, u)
+    states = transfer.init_students(cfg, same_key=k_t, diff_key=k_s)
+    tx = optax.adam(cfg.lr)
+    full, _ = transfer.make_distill(cfg, tx)
+    want, loss_Tx4 = jax.jit(full)(states, k_d, 1, u, y)
+    got, loss_8x4 = jax.jit(steps.make_cut_epoch(cfg, tx, 8))(states, k_d, 1, u, y)
+    for a, b in zip(jax.tree.leaves((got, loss_8x4)), jax.tree.leaves((want, loss_Tx4)),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    got, loss_3x4 = jax.jit(steps.make_cut_epoch(cfg, tx, 3))(states, k_d, 1, u, y)
+    np.testing.assert_allclose(loss_3x4, loss_Tx4[:3], rtol=1e-6)  # the epoch's first batches
+    idx_TxB, w_TxB = transfer.epoch_batches(cfg, 1, cfg.n_noise, key=k_d)
+    batch = transfer.Batch(transfer.decode_noise(u[idx_TxB[3]]), y[idx_TxB[3]], w_TxB[3])
+    loss_4 = [f(s.params, batch) for s, f in zip(got, steps.student_losses(cfg), strict=True)]
+    np.testing.assert_allclose(loss_4, loss_Tx4[3], rtol=1e-5)  # stopped after exactly 3 steps

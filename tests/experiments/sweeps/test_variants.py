@@ -93,7 +93,7 @@ def _one_epoch(project: bool, key) -> tuple:
         CFG, CFG.lr, variant, theta0_T, mlp.init(key=k_other, sizes=CFG.sizes), k_noise, F32(0)
     )
     theta0s = tuple(s.params for s in states)
-    knobs = dv.Knobs(F32(0), F32(0))
+    knobs = dv.Knobs(F32(0), F32(0), F32(0))
     epoch = jax.jit(dv.make_epoch(CFG, CFG.lr, variant))
     out, _ = epoch(states, k_noise, 0, u, y, knobs, theta0s, delta)
     cos0 = dv.first_step_cosines(CFG, CFG.lr, variant, states, theta0s, delta, k_noise, u, y, knobs)
@@ -107,3 +107,53 @@ def test_projected_students_never_move_along_the_teachers_update(key):
     assert np.abs(moved).max() < 1e-5 and np.abs(cos0[::2]).max() < 1e-6
     moved_free, cos0_free = _one_epoch(False, key)  # the same students, unprojected
     assert np.abs(moved_free[:2]).min() > 1e-2 and np.abs(cos0_free[0]) > 1e-2
+
+
+def _torch_adam(theta: list[np.ndarray], grads: list[list[np.ndarray]], lr: float, l2: float):
+    """``torch.optim.Adam(lr, weight_decay=l2)``'s updates θ_t − θ_(t−1), written out in float64
+    (torch's single-tensor Adam, default betas and eps): g ← g + λ·θ, then the moments of g."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    theta = [p.astype(np.float64) for p in theta]
+    m = [np.zeros_like(p) for p in theta]
+    v = [np.zeros_like(p) for p in theta]
+    out = []
+    for t, g_t in enumerate(grads, start=1):
+        step = []
+        for i, g in enumerate(g_t):
+            g = g + l2 * theta[i]  # coupled: λ·θ enters both moments
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            denom = np.sqrt(v[i]) / np.sqrt(1 - b2**t) + eps
+            step.append(-lr / (1 - b1**t) * m[i] / denom)
+            theta[i] = theta[i] + step[-1]
+        out.append(step)
+    return out
+
+
+def _optax_steps(tx, theta: list[np.ndarray], grads: list[list[np.ndarray]]):
+    params = [jnp.asarray(p, F32) for p in theta]
+    state, out = tx.init(params), []
+    for g_t in grads:
+        with jax.numpy_dtype_promotion("standard"):  # as in mnist.steps.train_step
+            updates, state = tx.update([jnp.asarray(g, F32) for g in g_t], state, params)
+        params = [p + u for p, u in zip(params, updates, strict=True)]
+        out.append([np.asarray(u, np.float64) for u in updates])
+    return out
+
+
+def test_l2_is_torch_adams_coupled_weight_decay_not_adamws_decoupled():
+    rng = np.random.default_rng(0)
+    theta = [rng.normal(size=(5, 3)), rng.normal(size=(3,))]
+    grads = [[1e-2 * rng.normal(size=p.shape) for p in theta] for _ in range(4)]
+    lr, lam = 1e-3, 0.1
+    want = _torch_adam(theta, grads, lr, lam)
+    got = _optax_steps(dv.make_tx(lr, l2=F32(lam)), theta, grads)
+    for g_t, w_t in zip(got, want, strict=True):
+        for g, w in zip(g_t, w_t, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-9)
+    decoupled = _optax_steps(dv.make_tx(lr, weight_decay=F32(lam)), theta, grads)
+    assert max(np.abs(d - w).max() for d, w in zip(decoupled[-1], want[-1], strict=True)) > 1e-4
+    plain = _optax_steps(dv.make_tx(lr), theta, grads)  # and λ = 0 is Adam itself
+    for g_t, w_t in zip(plain, _torch_adam(theta, grads, lr, 0.0), strict=True):
+        for g, w in zip(g_t, w_t, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-9)
