@@ -28,9 +28,9 @@ commands:
   theorem   the single-gradient-step theorem on the same network: Δθ_S·Δθ_T against εA over
             a range of ε and many seeds, shared vs different initialisation
   sweep     grids over the mnist experiment (init distance, layer sharing, aux count,
-            optimiser, loss, inputs, defences, architecture, dose, teacher strength,
-            alignment over training): when does transfer happen, and does the one-step
-            alignment predict it? `sweep --list` names them; `sweep all` runs every one
+            optimiser, loss, inputs, defences, weight decay, architecture, dose, batch size,
+            teacher strength, alignment over training): when does transfer happen, and does
+            the one-step alignment predict it? `sweep --list` names them; `sweep all` runs all
   llm       the language-model pipeline (the paper's §3): teacher numbers, filter, students
             and controls, animal-preference scores (`llm run --preset smoke` runs on a CPU)
   plot      redraw the figure of a finished run from its results.json (no retraining)
