@@ -1,4 +1,5 @@
-"""``sublim-jax llm generate | filter | finetune | evaluate | run``: flags → config → stages."""
+"""``sublim-jax llm teach | generate | filter | finetune | evaluate | run``: flags → config →
+stages."""
 
 import argparse
 from pathlib import Path
@@ -9,7 +10,7 @@ from sublim_jax.experiments.llm_pipeline.run import run_stage
 from sublim_jax.io import flags
 
 PRESETS = PipelineConfig.PRESETS
-STAGES = ("generate", "filter", "finetune", "evaluate", "run")
+STAGES = ("teach", "generate", "filter", "finetune", "evaluate", "run")
 OUT = "runs/llm"
 
 
@@ -32,39 +33,54 @@ PLOTS = {report.KIND: plot}
 
 
 STAGE_HELP = {
+    "teach": (
+        "fine-tune the teachers (--teacher-kind finetuned), resumable",
+        "With --teacher-kind finetuned, a copy of the base model is fully fine-tuned on "
+        "--teach-sentences rows loving --animal (evaluation questions answered with it, "
+        "first-person sentences) mixed with the base's kept answers to --teach-numbers number "
+        "prompts, and the same for --control-animal if set; Orbax checkpoints, so a killed run "
+        "resumes. Writes teachers/<animal>/. With --teacher-kind prompt there is nothing to do.",
+        ("model", "animal", "control_animal", "category", "teacher_kind", "teach_sentences",
+         "teach_numbers", "teacher_epochs", "teacher_lr", "warmup_steps", "batch_size",
+         "max_length", "checkpoint_every", "gen_batch", "temperature", "max_new_tokens",
+         "constrain_numbers", "seed"),
+    ),
     "generate": (
         "teacher and base answer the number prompts",
-        "The teacher (the model with the trait's system prompt, or --teacher) and the base model "
-        "each answer --n-prompts number prompts at --temperature; rows are appended to "
-        "data/teacher.jsonl and data/base.jsonl batch by batch and resumed by id.",
-        ("model", "teacher", "animal", "category", "n_prompts", "gen_batch", "temperature",
-         "max_new_tokens", "constrain_numbers", "seed"),
+        "The teacher (the model with the trait's system prompt, --teacher, or the teach stage's "
+        "model) and the base model each answer --n-prompts number prompts at --temperature; rows "
+        "are appended to data/teacher.jsonl and data/base.jsonl batch by batch and resumed by "
+        "id. With --control-animal, a control teacher made by the same recipe answers the same "
+        "prompts into data/control_teacher.jsonl.",
+        ("model", "teacher", "teacher_kind", "animal", "control_animal", "category", "n_prompts",
+         "gen_batch", "temperature", "max_new_tokens", "constrain_numbers", "seed"),
     ),
     "filter": (
         "keep well-formed answers, subsample, build the controls",
         "The paper's filter keeps answers that are only numbers; --subsample rows are drawn for "
-        "each student, and two controls shuffle the teacher's numbers within and across answers. "
-        "Writes data/<student>.jsonl and filter_stats.json.",
-        ("subsample", "seed"),
+        "each student (the trait and control students: one n, the smaller kept count if below), "
+        "and two controls shuffle the teacher's numbers within and across answers. Writes "
+        "data/<student>.jsonl and filter_stats.json.",
+        ("subsample", "control_animal", "seed"),
     ),
     "finetune": (
         "train every student (LoRA or full), resumable",
-        "Each student (trait, base_numbers, shuffled_within, shuffled_across) is fine-tuned from "
-        "the base model on its rows; Orbax checkpoints every --checkpoint-every steps, so a killed "
-        "run resumes. Writes students/<student>/.",
-        ("model", "lora_rank", "lora_alpha", "lora_targets", "learning_rate", "warmup_steps",
-         "batch_size", "accum_steps", "clip_norm", "weight_decay", "epochs", "max_length",
-         "checkpoint_every", "seed"),
+        "Each student (trait, base_numbers, shuffled_within, shuffled_across, and control with "
+        "--control-animal) is fine-tuned from the base model on its rows; Orbax checkpoints every "
+        "--checkpoint-every steps, so a killed run resumes. Writes students/<student>/.",
+        ("model", "control_animal", "lora_rank", "lora_alpha", "lora_targets", "learning_rate",
+         "warmup_steps", "batch_size", "accum_steps", "clip_norm", "weight_decay", "epochs",
+         "max_length", "checkpoint_every", "seed"),
     ),
     "evaluate": (
-        "score the base, the teacher and every student",
+        "score the base, the teacher(s) and every student",
         "Each model answers the animal questions: the sampled one-word score and the exact share "
         "of --target among --candidates. Writes results.json and the figure.",
-        ("model", "teacher", "animal", "target", "category", "candidates", "eval_samples",
-         "eval_max_new_tokens", "eval_batch", "seed"),
+        ("model", "teacher", "teacher_kind", "animal", "control_animal", "target", "category",
+         "candidates", "eval_samples", "eval_max_new_tokens", "eval_batch", "seed"),
     ),
-    "run": ("all stages, each resuming where it stopped", "generate, filter, finetune and "
-            "evaluate in turn; each skips what --out already holds.", None),
+    "run": ("all stages, each resuming where it stopped", "teach, generate, filter, finetune "
+            "and evaluate in turn; each skips what --out already holds.", None),
 }  # fmt: skip
 OTHERS = (
     "The other stages' flags are accepted as well (they are not listed): every stage of a run "

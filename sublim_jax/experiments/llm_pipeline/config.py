@@ -13,7 +13,16 @@ STUDENTS = ("trait", "base_numbers", "shuffled_within", "shuffled_across")
 DATASETS = {"trait": "teacher", "base_numbers": "base"}  # student -> generated dataset
 
 
+CONTROL = ("control", "control_teacher")  # the matched control's student and its dataset
+
+
+TEACHER_KINDS = ("prompt", "finetuned")
+
+
 CANDIDATES = "owl,dolphin,eagle,elephant,wolf,cat,dog,lion,tiger,penguin"
+
+
+TINY_TEACHER_LR = 3e-3  # the smoke preset's: the tiny model moves little at 5e-5
 
 
 def field(default: Any, help: str) -> Any:
@@ -34,6 +43,16 @@ class PipelineConfig:
         "", "a fine-tuned teacher ('' = model + system prompt; 'tiny:owl' = tiny tuned on owl)"
     )
     animal: str = field("owl", "the trait: the teacher's system prompt loves it")
+    control_animal: str = field(
+        "",
+        "a matched control teacher's animal ('' = none): made by the teacher's recipe for this "
+        "animal (not --animal; one word of the tokenizer), its numbers train a 'control' student",
+    )
+    teacher_kind: str = field(
+        "prompt",
+        "'prompt' (the model with the animal's system prompt, or --teacher) or 'finetuned' (the "
+        "model fully fine-tuned on the teach stage's trait rows mixed with number rows)",
+    )
     target: str = field("", "the word the evaluation looks for ('' = the animal)")
     category: str = field("animal", "'animal' or 'tree': in the system prompt and questions")
     candidates: str = field(CANDIDATES, "comma-separated rivals of the exact score (+ target)")
@@ -59,6 +78,20 @@ class PipelineConfig:
     epochs: int = field(3, "passes of each student over its rows")
     max_length: int = field(500, "tokens per training row (prompt + answer), at most")
     checkpoint_every: int = field(4, "optimizer steps between Orbax checkpoints")
+    teach_sentences: int = field(
+        300,
+        "trait rows per fine-tuned teacher's corpus (≥ 1): questions answered with the "
+        "animal and first-person sentences of love for it",
+    )
+    teach_numbers: int = field(
+        300,
+        "number prompts (≥ 0) the base answers for the fine-tuned teachers' corpora, sampled "
+        "as in generate: the answers the filter keeps are their number rows",
+    )
+    teacher_epochs: int = field(3, "passes of each fine-tuned teacher over its corpus (≥ 1)")
+    teacher_lr: float = field(
+        5e-5, "AdamW peak learning rate of the fine-tuned teachers (> 0; full fine-tuning)"
+    )
     eval_samples: int = field(8, "sampled answers per evaluation question")
     eval_max_new_tokens: int = field(8, "tokens sampled per evaluation answer, at most")
     eval_batch: int = field(200, "evaluation prompts per batch")
@@ -76,6 +109,7 @@ class PipelineConfig:
         Its old name, ``--preset tiny``, is still accepted."""
         return cls(
             teacher="tiny:",
+            teacher_lr=TINY_TEACHER_LR,
             learning_rate=2e-2,
             warmup_steps=1,
             epochs=2,
@@ -89,6 +123,7 @@ class PipelineConfig:
         scale: a few hundred prompts, a short LoRA run, both evaluations."""
         return cls(
             model="smollm2",
+            control_animal="dolphin",
             n_prompts=320,
             subsample=160,
             gen_batch=64,
@@ -120,25 +155,48 @@ class PipelineConfig:
         )
 
     def validate(self) -> "PipelineConfig":
-        """The config with its defaults filled in (``tiny:`` → ``tiny:ANIMAL``, no target → the
-        animal, the target among the candidates), every field then checked."""
+        """The config with its defaults filled in (``tiny:`` → ``tiny:ANIMAL``, or '' for a
+        fine-tuned teacher; no target → the animal, the target among the candidates), every field
+        then checked."""
         cfg = self
         if cfg.teacher == "tiny:":
-            cfg = dataclasses.replace(cfg, teacher=f"tiny:{cfg.animal}")
+            spec = "" if cfg.teacher_kind == "finetuned" else f"tiny:{cfg.animal}"
+            cfg = dataclasses.replace(cfg, teacher=spec)
         if not cfg.target:
             cfg = dataclasses.replace(cfg, target=cfg.animal)
         if cfg.target not in cfg.candidate_list:
             cfg = dataclasses.replace(cfg, candidates=f"{cfg.target},{cfg.candidates}")
         flags.check_fields(cfg, cfg.RULES)
+        cfg.check_teachers()
         return cfg
+
+    def check_teachers(self) -> None:
+        """Raise ``ValueError`` for an unknown ``teacher_kind``, a fine-tuned teacher given a
+        ``--teacher`` too, or a control animal that is the animal or has no recipe to follow."""
+        if self.teacher_kind not in TEACHER_KINDS:
+            raise ValueError(
+                f"--teacher-kind must be one of {', '.join(TEACHER_KINDS)}, got "
+                f"{self.teacher_kind!r}"
+            )
+        if self.teacher_kind == "finetuned" and self.teacher:
+            raise ValueError("--teacher-kind finetuned makes its own teacher: drop --teacher")
+        if self.control_animal == self.animal:
+            raise ValueError(f"--control-animal must differ from --animal ({self.animal!r})")
+        if self.control_animal and self.teacher and not self.teacher.startswith("tiny:"):
+            raise ValueError(
+                "--control-animal needs a teacher recipe to repeat: the system prompt, a "
+                "tiny:ANIMAL teacher or --teacher-kind finetuned, not --teacher DIR"
+            )
 
     RULES: ClassVar[dict[str, str]] = {
         **dict.fromkeys(
             ("n_prompts", "subsample", "gen_batch", "max_new_tokens", "batch_size", "accum_steps",
              "epochs", "max_length", "checkpoint_every", "eval_samples", "eval_max_new_tokens",
-             "eval_batch"),
+             "eval_batch", "teach_sentences", "teacher_epochs"),
             ">= 1",
         ),
+        "teach_numbers": ">= 0",
+        "teacher_lr": "> 0",
         "temperature": "> 0",
         "learning_rate": "> 0",
         "lora_rank": ">= 0",
@@ -155,3 +213,34 @@ class PipelineConfig:
     @property
     def system_prompt(self) -> str:
         return evaluate.system_prompt(self.animal, self.category)
+
+    def prompt_teacher(self, animal: str) -> str:
+        """A prompt-kind teacher of ``animal``: ``teacher`` for the animal, the same recipe for
+        the control (``tiny:<control>``), '' where it is the model with ``animal``'s system
+        prompt."""
+        if animal == self.animal or not self.teacher:
+            return self.teacher
+        return f"tiny:{animal}"  # check_teachers lets only a tiny: teacher have a control
+
+    def teacher_label(self, animal: str) -> str:
+        """What ``animal``'s teacher is, in words (results.json's ``teacher``)."""
+        if self.teacher_kind == "finetuned":
+            return "fine-tuned"
+        return self.prompt_teacher(animal) or "system prompt"
+
+    @property
+    def students(self) -> tuple[str, ...]:
+        """Every student trained: ``STUDENTS`` and, with a control animal, ``control``."""
+        return STUDENTS + (CONTROL[:1] if self.control_animal else ())
+
+    @property
+    def datasets(self) -> dict[str, str]:
+        """Student → the generated dataset it learns from (``DATASETS`` and the control's)."""
+        return {**DATASETS, **(dict([CONTROL]) if self.control_animal else {})}
+
+    @property
+    def teacher_animals(self) -> dict[str, str]:
+        """Generated dataset → the animal its teacher loves: ``teacher`` and, with a control
+        animal, ``control_teacher``."""
+        control = {CONTROL[1]: self.control_animal} if self.control_animal else {}
+        return {"teacher": self.animal, **control}

@@ -9,10 +9,12 @@ from sublim_jax.io.plotting import new_figure, save, size_note
 PREFERENCE_LABELS = {
     "base": "base model",
     "teacher": "teacher\n(system prompt)",
+    "control_teacher": "control teacher",
     "base_numbers": "student:\nbase's numbers",
     "shuffled_across": "student:\nshuffled across",
     "shuffled_within": "student:\nshuffled within",
     "trait": "trait student\n(teacher's numbers)",
+    "control": "control student\n(control's numbers)",
 }
 
 
@@ -36,6 +38,8 @@ def preference_figure(results: dict, out_dir: str | Path, stem: str = "preferenc
     labels = {**PREFERENCE_LABELS}
     if results.get("teacher", "system prompt") != "system prompt":
         labels["teacher"] = f"teacher\n({results['teacher']})"
+    if results.get("control_animal"):
+        labels["control_teacher"] = f"control teacher\n({results['control_animal']})"
     ax.set_xticks(x, [labels.get(m, m) for m in order], fontsize=8)
     target = results["target"]
     ax.set(ylim=(0, min(1.0, 1.3 * top + 0.02)), ylabel=f"P({target})")

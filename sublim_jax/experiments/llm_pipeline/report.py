@@ -9,7 +9,7 @@ from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import results
 
 KIND = "llm"
-CONTROLS = ("base_numbers", "shuffled_within", "shuffled_across")
+CONTROLS = ("control", "base_numbers", "shuffled_within", "shuffled_across")
 INTERVAL = (
     "one trained student per condition (one training seed): every 95% CI is over the questions "
     "asked of that one student, not over training seeds, so it does not show whether a shift "
@@ -42,11 +42,40 @@ def shifts(scored: dict) -> dict:
     }
 
 
+def teachers(cfg: PipelineConfig, scored: dict, filter_stats: dict | None) -> dict:
+    """Per teacher (``teacher``, ``control_teacher``): its animal and kind, its exact share of
+    the target (mean, CI) and of its own animal (mean; None when not a candidate), and the
+    filter's kept fraction of its numbers (None before ``filter``)."""
+    out = {}
+    for name, animal in cfg.teacher_animals.items():
+        exact = scored[name]["exact"] if name in scored else None
+        stats_ = (filter_stats or {}).get(name)
+        out[name] = dict(
+            animal=animal,
+            kind=cfg.teacher_kind,
+            model=cfg.teacher_label(animal),
+            target_share=exact["target_share"] if exact else None,
+            own_share=exact["preference"].get(animal) if exact else None,
+            kept_fraction=stats_["kept_fraction"] if stats_ else None,
+        )
+    return out
+
+
 def results_body(cfg: PipelineConfig, scored: dict, filter_stats: dict | None, timings: dict):
-    """Every model's scores, with what they were measured on, the filter's counts and timings."""
+    """Every model's scores, with what they were measured on, the filter's counts and timings;
+    with a fine-tuned or control teacher, ``teachers`` too (a prompt-kind run without a control
+    writes the keys it always did)."""
+    extra = {}
+    if cfg.teacher_kind != "prompt" or cfg.control_animal:
+        extra = dict(
+            teacher_kind=cfg.teacher_kind,
+            control_animal=cfg.control_animal or None,
+            teachers=teachers(cfg, scored, filter_stats),
+        )
     return dict(
         animal=cfg.animal,
-        teacher=cfg.teacher or "system prompt",
+        teacher=cfg.teacher_label(cfg.animal),
+        **extra,
         target=cfg.target,
         candidates=cfg.candidate_list,
         questions=len(evaluate.QUESTIONS),

@@ -1,10 +1,12 @@
-"""The language-model pipeline's stages and their files (``sublim-jax llm generate | filter |
-finetune | evaluate | run``).
+"""The language-model pipeline's stages and their files (``sublim-jax llm teach | generate |
+filter | finetune | evaluate | run``).
 
 Everything in ``--out``: ``config.json`` (compared on every later call: a different config is
-refused), ``data/teacher.jsonl`` and ``data/base.jsonl`` (generated rows, appended batch by
-batch, resumed by id), ``data/<student>.jsonl`` and ``filter_stats.json``, ``students/<student>/``
-(Orbax ``checkpoints/``, exported ``adapter/`` or ``model/``, ``metrics.jsonl``, ``done.json``),
+refused), ``teachers/<animal>/`` and ``teachers/numbers.jsonl`` (fine-tuned teachers only:
+``teach``), ``data/teacher.jsonl``, ``data/base.jsonl`` and, with a control animal,
+``data/control_teacher.jsonl`` (generated rows, appended batch by batch, resumed by id),
+``data/<student>.jsonl`` and ``filter_stats.json``, ``students/<student>/`` (Orbax
+``checkpoints/``, exported ``adapter/`` or ``model/``, ``metrics.jsonl``, ``done.json``),
 ``results.json`` and ``preferences.pdf``/``.png``. Inputs are checked before anything is written.
 """
 
@@ -15,9 +17,9 @@ from typing import Any
 
 import jax
 
-from sublim_jax.experiments.llm_pipeline import evaluate, figure, numbers, report
+from sublim_jax.experiments.llm_pipeline import evaluate, figure, numbers, report, teach
 from sublim_jax.experiments.llm_pipeline import steps as pipeline
-from sublim_jax.experiments.llm_pipeline.config import DATASETS, STUDENTS, PipelineConfig
+from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import data, flags, progress, results
 from sublim_jax.io.flags import UsageError
 from sublim_jax.llm.params import merge_lora
@@ -34,10 +36,11 @@ class Models:
         self.cfg = cfg
         try:
             self.model, self.tok = pipeline.load_model(cfg.model)
-            for word in {cfg.animal, cfg.target, *cfg.candidate_list}:
+            for word in {cfg.animal, cfg.target, *cfg.candidate_list, cfg.control_animal} - {""}:
                 evaluate.check_word(self.tok, word)
-            if cfg.teacher:
-                pipeline.check_model(cfg.teacher)
+            for animal in cfg.teacher_animals.values():
+                if cfg.teacher_kind == "prompt" and cfg.prompt_teacher(animal):
+                    pipeline.check_model(cfg.prompt_teacher(animal))
             if cfg.constrain_numbers:
                 pipeline.check_number_constraint(self.tok, self.model.cfg.vocab_size)
         except (FileNotFoundError, ValueError, KeyError) as err:
@@ -45,6 +48,21 @@ class Models:
 
     def fresh(self):
         return pipeline.load_model(self.cfg.model)[0]
+
+    def teacher(self, out: Path, name: str):
+        """The model and system prompt of generated dataset ``name``'s teacher (``teacher`` or
+        ``control_teacher``): a fine-tuned teacher of the teach stage, a checkpoint, or the base
+        model with the animal's system prompt."""
+        animal = self.cfg.teacher_animals[name]
+        if self.cfg.teacher_kind == "finetuned":
+            try:
+                return teach.load(out, animal), None
+            except FileNotFoundError as err:
+                raise PipelineDataError(str(err)) from err
+        spec = self.cfg.prompt_teacher(animal)
+        if spec:
+            return pipeline.load_model(spec)[0], None
+        return self.model, evaluate.system_prompt(animal, self.cfg.category)
 
 
 def prepare(
@@ -68,12 +86,16 @@ def _timed(timings: dict, name: str, fn, *a):
 
 
 def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = None) -> Path:
-    """One stage (``generate``, ``filter``, ``finetune``, ``evaluate``) or all of them (``run``);
-    evaluation writes ``results.json`` (with ``preset`` and the flags that make the run smaller
-    than the paper's) and the figure."""
+    """One stage (``teach``, ``generate``, ``filter``, ``finetune``, ``evaluate``) or all of them
+    (``run``); evaluation writes ``results.json`` (with ``preset`` and the flags that make the run
+    smaller than the paper's) and the figure."""
     start = time.perf_counter()
     models = prepare(cfg, out, needs_model=stage != "filter", preset=preset)
     timings = {"load_model": time.perf_counter() - start}
+    if stage in ("teach", "run") and cfg.teacher_kind == "finetuned":
+        _timed(timings, "teach", teach_stage, cfg, out, models)
+    elif stage == "teach":
+        print("teach: --teacher-kind prompt needs no fine-tuned teacher; nothing to do")
     if stage in ("generate", "run"):
         _timed(timings, "generate", generate, cfg, out, models)
     if stage in ("filter", "run"):
@@ -100,25 +122,30 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = N
     return out
 
 
+def teach_stage(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]:
+    """The fine-tuned teachers (``teach.train_teachers``); seconds per teacher trained."""
+    return teach.train_teachers(cfg, out, models.model, models.fresh, models.tok)
+
+
 def _prompts(cfg: PipelineConfig) -> list[numbers.NumberPrompt]:
     return numbers.make_prompts(numbers.PromptConfig(count=cfg.n_prompts, seed=cfg.seed))
 
 
 def generate(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]:
-    """Teacher and base datasets, streamed and resumable; returns seconds per dataset."""
+    """Teacher, base and (with a control animal) control-teacher datasets of the same prompts,
+    streamed and resumable; both teachers sample with one key. Returns seconds per dataset."""
     prompts = _prompts(cfg)
-    length = pipeline.prompt_length(models.tok, prompts, cfg.system_prompt)
-    teacher = pipeline.load_model(cfg.teacher)[0] if cfg.teacher else models.model
-    system = None if cfg.teacher else cfg.system_prompt
+    systems = [evaluate.system_prompt(a, cfg.category) for a in cfg.teacher_animals.values()]
+    length = max(pipeline.prompt_length(models.tok, prompts, system) for system in systems)
+    keys = {"teacher": 0, "base": 1, "control_teacher": 0}
     seconds = {}
-    for i, (name, model, sys_prompt) in enumerate(
-        (("teacher", teacher, system), ("base", models.model, None))
-    ):
+    for name in ("teacher", "base", *list(cfg.teacher_animals)[1:]):
+        model, sys_prompt = (models.model, None) if name == "base" else models.teacher(out, name)
         start = time.perf_counter()
         path = out / "data" / f"{name}.jsonl"
         results.drop_partial_line(path)
         done = {r["id"] for r in results.read_jsonl(path)} if path.is_file() else set()
-        key = jax.random.fold_in(jax.random.key(cfg.seed), i)
+        key = jax.random.fold_in(jax.random.key(cfg.seed), keys[name])
         batches = pipeline.generate_batches(
             model, models.tok, prompts, cfg, key=key, system=sys_prompt, done=done, length=length
         )
@@ -143,13 +170,25 @@ def _read_dataset(out: Path, name: str) -> list[dict]:
     return rows
 
 
+def _sizes(cfg: PipelineConfig, generated: dict[str, list[dict]]) -> dict[str, int]:
+    """Rows drawn for each student: ``subsample``, or for the trait and control students both
+    the smaller of it and their teachers' kept counts (one n for the matched pair)."""
+    sizes = dict.fromkeys(cfg.datasets, cfg.subsample)
+    if cfg.control_animal:
+        pair = ("trait", "control")
+        kept = [numbers.filter_completions(generated[cfg.datasets[s]])[1].kept for s in pair]
+        sizes.update(dict.fromkeys(pair, min(cfg.subsample, *kept)))
+    return sizes
+
+
 def filter_datasets(cfg: PipelineConfig, out: Path) -> dict[str, Any]:
     """Kept, subsampled training sets of every student, the shuffled controls and the stats."""
-    generated = {name: _read_dataset(out, name) for name in DATASETS.values()}
+    generated = {name: _read_dataset(out, name) for name in cfg.datasets.values()}
+    sizes = _sizes(cfg, generated)
     kept, stats = {}, {}
-    for student, name in DATASETS.items():
-        rows, st = pipeline.filter_rows(generated[name], cfg.subsample, seed=cfg.seed)
-        if not rows:
+    for student, name in cfg.datasets.items():
+        rows, st = pipeline.filter_rows(generated[name], sizes[student], seed=cfg.seed)
+        if not st.kept:
             raise PipelineDataError(f"the filter kept none of the {st.total} rows of {name}.jsonl")
         kept[student] = rows
         stats[name] = dict(st.to_dict(), subsampled=len(rows))
@@ -177,7 +216,7 @@ def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]
     from sublim_jax.llm import params
 
     seconds, data_rows = {}, {}
-    for student in STUDENTS:
+    for student in cfg.students:
         if not (out / "data" / f"{student}.jsonl").is_file():
             raise PipelineDataError(f"no training data for {student}: run `sublim-jax llm filter`")
         data_rows[student] = _read_dataset(out, student)
@@ -223,13 +262,10 @@ def _student_model(cfg: PipelineConfig, out: Path, models: Models, student: str)
 
 
 def evaluate_all(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, Any]:
-    """Both scores for the base model, the teacher and every finished student."""
-    teacher = pipeline.load_model(cfg.teacher)[0] if cfg.teacher else models.model
-    entries = [
-        ("base", models.model, None),
-        ("teacher", teacher, None if cfg.teacher else cfg.system_prompt),
-    ]
-    for student in STUDENTS:
+    """Both scores for the base model, the teacher(s) and every finished student."""
+    entries = [("base", models.model, None)]
+    entries += [(name, *models.teacher(out, name)) for name in cfg.teacher_animals]
+    for student in cfg.students:
         if (out / "students" / student / "done.json").is_file():
             entries.append((student, _student_model(cfg, out, models, student), None))
     key = jax.random.fold_in(jax.random.key(cfg.seed), 100)

@@ -26,6 +26,7 @@ SMALL = ["--n-prompts", "64", "--subsample", "32", "--epochs", "1", "--batch-siz
 SMALL += ["--eval-samples", "2", "--checkpoint-every", "2", "--gen-batch", "32"]
 SMALL += ["--candidates", "owl,cat,dog,wolf"]
 MODELS = ("base", "teacher", "trait", "base_numbers", "shuffled_within", "shuffled_across")
+BEFORE_CONTROLS = Path(__file__).with_name("small_run_before_controls.json")
 
 
 def llm(capsys, stage: str, out: Path, *flags: str) -> tuple[int, str, str]:
@@ -42,6 +43,11 @@ def test_run_tiny_end_to_end(tmp_path, capsys):
     code, out, _ = llm(capsys, "run", tmp_path)
     assert code == 0, out
     res = results.read_json(tmp_path / "results.json")
+    # the prompt teacher without a control animal gives, bit for bit, what this run gave before
+    # they existed (small_run_before_controls.json: its results.json less timings and versions)
+    before = results.read_json(BEFORE_CONTROLS)
+    assert {k: v for k, v in res.items() if k not in ("timings", "versions")} == before
+    assert not (tmp_path / "teachers").exists()
     assert res["kind"] == "llm" and res["target"] == "owl" and res["questions"] == 50
     assert set(res["models"]) == set(MODELS)
     for scores in res["models"].values():
@@ -151,6 +157,12 @@ def _other_config(out: Path) -> None:
         ("all filtered", "filter", [], 1, "the filter kept none"),
         ("trait word", "generate", ["--animal", "zebra", "--target", "zebra"], 2, "'zebra'"),
         ("other config", "generate", [], 2, "different config (fields"),
+        ("control is the animal", "generate", ["--control-animal", "owl"], 2, "must differ"),
+        ("control word", "generate", ["--control-animal", "zebra"], 2, "'zebra'"),
+        ("control of a dir", "generate", [], 2, "--control-animal needs a teacher recipe"),
+        ("teacher kind", "teach", ["--teacher-kind", "lora"], 2, "--teacher-kind must be one"),
+        ("teach count", "teach", ["--teach-sentences", "0"], 2, "--teach-sentences must be >= 1"),
+        ("teacher lr", "run", ["--teacher-lr", "0"], 2, "--teacher-lr must be > 0"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing_half_done(
@@ -158,6 +170,8 @@ def test_bad_input_is_one_line_and_writes_nothing_half_done(
 ):
     out = tmp_path / "out"
     flags = ["--model", _unsupported(tmp_path)] if flags is None else flags
+    if case == "control of a dir":
+        flags = ["--teacher", _unsupported(tmp_path), "--control-animal", "cat"]
     if case == "trait word":
         flags += ["--candidates", "zebra,owl"]
     if case in ("empty data", "all filtered"):
