@@ -101,6 +101,7 @@ def add_config_flags(
         aliases = [flag(a) for a in field.metadata.get("aliases", ())]
         also = f"; also {', '.join(aliases)}, its old name" if aliases else ""
         help_ = f"{field.metadata.get('help', '')} ({preset}: {_shown(value)}{also})"
+        help_ = help_.replace("%", "%%")  # argparse formats help with %
         if shown is not None and field.name not in shown:
             help_ = argparse.SUPPRESS
         names = (field_flag(field), *aliases)

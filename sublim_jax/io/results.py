@@ -132,18 +132,30 @@ def claim_out(out: str | os.PathLike, *, resume: bool = False, force: bool = Fal
 
 def check_resume(out: str | os.PathLike, config: Any, resume: bool = True) -> None:
     """Refuse to resume into ``out`` when its ``config.json`` holds another config than
-    ``config`` (a dataclass or its JSON form); names the fields that differ. Nothing is checked
-    when ``resume`` is off or ``out`` holds no config yet."""
+    ``config`` (a dataclass or its JSON form); names the fields that differ. A field of the
+    dataclass that the saved config lacks (added since it was written) matches at its class
+    default. Nothing is checked when ``resume`` is off or ``out`` holds no config yet."""
     path = Path(out) / "config.json"
     if not resume or not path.is_file():
         return
     saved, ours = read_json(path).get("config", {}), jsonable(config)
+    if dataclasses.is_dataclass(config) and _all_defaulted(type(config)):
+        defaults = jsonable(type(config)())
+        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     if saved != ours:
         diff = sorted(k for k, v in ours.items() if saved.get(k) != v)
         raise ResumeError(
             f"{path} holds a different config (fields {', '.join(diff)}); "
             "use the same flags to resume, or another --out"
         )
+
+
+def _all_defaulted(cls: type) -> bool:
+    missing = (dataclasses.MISSING,)
+    return all(
+        f.default not in missing or f.default_factory not in missing
+        for f in dataclasses.fields(cls)
+    )
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -298,12 +298,15 @@ class Decoder(nnx.Module):
         index: jax.Array | int = 0,
         *,
         last: int | None = None,
+        head_ids: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """Logits ``BxTxV`` and the updated cache; without a cache ``S == T`` and ``index == 0``.
 
         ``last`` (static) computes the logits of the last ``last`` query positions alone
         (``BxlastxV``): the ``DxV`` head then costs ``B*last`` rows instead of ``B*T`` (prefill
-        needs one position; a completion-only loss needs the completion's)."""
+        needs one position; a completion-only loss needs the completion's). ``head_ids`` (``A``
+        token ids) computes those columns of the head alone (``BxTxA``): a loss over a few
+        allowed tokens skips the rest of the vocabulary."""
         dtype = self.cfg.dtype
         x_BxTxD = self._constrain(
             jnp.take(self.embed[...], tokens_BxT, axis=0).astype(dtype), "hidden"
@@ -323,6 +326,8 @@ class Decoder(nnx.Module):
             w_DxV = self.embed[...].astype(dtype).T
         else:
             w_DxV = self.lm_head.kernel[...].astype(dtype)
+        if head_ids is not None:
+            w_DxV = jnp.take(w_DxV, head_ids, axis=1)
         logits_BxTxV = jnp.einsum("btd,dv->btv", x_BxTxD, w_DxV, preferred_element_type=jnp.float32)
         logits_BxTxV = self._constrain(logits_BxTxV, "logits")
         return logits_BxTxV, cache
@@ -355,11 +360,16 @@ class Decoder(nnx.Module):
 
 
 def forward(
-    model: Decoder, tokens_BxT: jax.Array, valid_BxT: jax.Array, last: int | None = None
+    model: Decoder,
+    tokens_BxT: jax.Array,
+    valid_BxT: jax.Array,
+    last: int | None = None,
+    head_ids: jax.Array | None = None,
 ) -> jax.Array:
     """Uncached logits of a (left- or right-) padded batch; positions count valid tokens only.
 
-    ``last`` keeps the last ``last`` positions' logits alone (``BxlastxV``), as ``Decoder``."""
+    ``last`` keeps the last ``last`` positions' logits alone (``BxlastxV``) and ``head_ids`` the
+    logits of those token ids alone (``...xA``), as ``Decoder``."""
     positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT.astype(jnp.int32), axis=1) - 1, 0)
-    logits_BxTxV, _ = model(tokens_BxT, positions_BxT, valid_BxT, last=last)
+    logits_BxTxV, _ = model(tokens_BxT, positions_BxT, valid_BxT, last=last, head_ids=head_ids)
     return logits_BxTxV

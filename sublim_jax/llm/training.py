@@ -1,4 +1,5 @@
-"""Fine-tuning: LoRA (``nnx.LoRA`` / ``nnx.LoRAParam``) or full, masked next-token cross-entropy.
+"""Fine-tuning: LoRA (``nnx.LoRA`` / ``nnx.LoRAParam``) or full, on masked next-token cross-entropy
+or, distilling, on the KL to a teacher's next-token distributions over a few allowed tokens.
 
 The model is split once into ``graphdef``, the trainable state (``nnx.LoRAParam`` leaves, or every
 ``nnx.Param`` for full fine-tuning) and the frozen rest; ``train_step`` is a pure jitted function
@@ -151,14 +152,47 @@ def init(model: Decoder, cfg: TrainConfig, optimizer: optax.GradientTransformati
     return graphdef, frozen, TrainState(params, optimizer.init(params), jnp.int32(0))
 
 
+class SoftTargets(NamedTuple):
+    """A micro-batch's distillation targets: ``logq_BxCxA``, a teacher's log-probabilities of the
+    ``A`` tokens ``allowed_A`` (renormalised over them) predicting each of the batch's last ``C``
+    token columns (`restricted_logprobs` of the teacher on its own prompt and the same
+    completion)."""
+
+    logq_BxCxA: jax.Array
+    allowed_A: jax.Array
+
+
+def restricted_logprobs(
+    model: Decoder, tokens_BxT: jax.Array, valid_BxT: jax.Array, allowed_A: jax.Array, C: int
+) -> jax.Array:
+    """``logp_BxCxA``: the next-token log-probabilities of the allowed tokens alone, renormalised
+    over them, predicting each of the last ``C`` columns (``C < T``, static); the head computes
+    the ``A`` columns alone."""
+    if not 1 <= C < tokens_BxT.shape[1]:
+        raise ValueError(f"{C} predicted columns need more than {C} tokens per row")
+    logits_BxCxA = forward(model, tokens_BxT, valid_BxT, last=C + 1, head_ids=allowed_A)
+    return jax.nn.log_softmax(logits_BxCxA[:, :-1].astype(jnp.float32), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "C"))
+def teacher_logprobs(
+    graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, allowed_A: jax.Array, C: int
+) -> jax.Array:
+    """`restricted_logprobs` of a split model, jitted: a teacher's distillation targets."""
+    return restricted_logprobs(nnx.merge(graphdef, state), batch.tokens, batch.valid, allowed_A, C)
+
+
 def loss_fn(
     params: nnx.State,
     frozen: nnx.State,
     graphdef: nnx.GraphDef,
     batch: Batch,
     scored: int | None = None,
+    soft: SoftTargets | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Summed cross-entropy of the completion tokens (``batch.target``), prompts unscored.
+    """Summed cross-entropy of the completion tokens (``batch.target``), prompts unscored; with
+    ``soft`` targets, the summed ``KL(q ‖ p)`` of the teacher's and the model's next-token
+    distributions over the allowed tokens at the same positions instead (distillation).
 
     Summed, not averaged, so that ``accumulate`` can weight micro-batches by their token counts;
     ``metrics["loss"]`` is this batch's per-token mean. ``scored`` (static; from
@@ -166,9 +200,16 @@ def loss_fn(
     head then runs on those positions (and the one before) alone, not on the prompts'."""
     model = nnx.merge(graphdef, params, frozen)
     T = batch.tokens.shape[1]
+    count = jnp.sum(batch.target.astype(jnp.float32))
+    if soft is not None:
+        C = soft.logq_BxCxA.shape[1]
+        logp_BxCxA = restricted_logprobs(model, batch.tokens, batch.valid, soft.allowed_A, C)
+        logq_BxCxA = soft.logq_BxCxA.astype(jnp.float32)
+        kl_BxC = jnp.sum(jnp.exp(logq_BxCxA) * (logq_BxCxA - logp_BxCxA), axis=-1)
+        total = jnp.sum(jnp.where(batch.target[:, T - C :], kl_BxC, 0.0))
+        return total, dict(loss=total / jnp.maximum(count, 1.0), tokens=count)
     last = None if scored is None or scored >= T else scored + 1
     logp_BxT = token_logprobs(forward(model, batch.tokens, batch.valid, last), batch.tokens)
-    count = jnp.sum(batch.target.astype(jnp.float32))
     nll = -jnp.sum(jnp.where(batch.target, logp_BxT, 0.0))
     return nll, dict(loss=nll / jnp.maximum(count, 1.0), tokens=count)
 
@@ -183,10 +224,13 @@ def train_step(
     frozen: nnx.State,
     batch: Batch,
     scored: int | None = None,
+    soft: SoftTargets | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One micro-batch: gradients of ``loss_fn`` (``scored`` as there), then the (accumulating)
-    optimiser."""
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, frozen, graphdef, batch, scored)
+    """One micro-batch: gradients of ``loss_fn`` (``scored`` and ``soft`` as there), then the
+    (accumulating) optimiser."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(
+        state.params, frozen, graphdef, batch, scored, soft
+    )
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
         updates, opt_state = optimizer.update(
             grads, state.opt_state, state.params, tokens=metrics["tokens"]

@@ -234,3 +234,69 @@ def test_lora_on_a_frozen_bfloat16_base():
     assert any(
         np.any(np.asarray(b) != 0) for p, b in nnx.to_flat_state(state.params) if p[-1] == "lora_b"
     )
+
+
+ALLOWED = np.array([1, 3, 7, 8, 9, 41, 60, 61], np.int32)  # every completion token of UNEQUAL
+
+
+def test_head_ids_give_those_columns_of_the_full_logits():
+    model = Decoder(CFG, rngs=nnx.Rngs(0))
+    batch = pack(PROMPTS, UNEQUAL)
+    full = forward(model, batch.tokens, batch.valid, last=5)
+    some = forward(model, batch.tokens, batch.valid, last=5, head_ids=jnp.asarray(ALLOWED))
+    np.testing.assert_allclose(some, full[..., ALLOWED], rtol=1e-5, atol=1e-5)
+
+
+def _kl_by_hand(teacher: Decoder, student: Decoder, batch, C: int) -> float:
+    """Σ over target columns of KL(q ‖ p), both full-vocabulary softmaxes renormalised over
+    ALLOWED, from unrestricted float64 logits."""
+    T = batch.tokens.shape[1]
+    lq = np.asarray(forward(teacher, batch.tokens, batch.valid), np.float64)
+    lp = np.asarray(forward(student, batch.tokens, batch.valid), np.float64)
+    total = 0.0
+    for b in range(batch.tokens.shape[0]):
+        for t in range(T - C, T):
+            if batch.target[b, t]:
+                q, p = np.exp(lq[b, t - 1])[ALLOWED], np.exp(lp[b, t - 1])[ALLOWED]
+                q, p = q / q.sum(), p / p.sum()
+                total += float(np.sum(q * (np.log(q) - np.log(p))))
+    return total
+
+
+def test_distillation_loss_is_the_restricted_kl_and_zero_against_itself():
+    cfg = training.TrainConfig(lora_rank=0)
+    teacher = Decoder(CFG, rngs=nnx.Rngs(3))
+    student = Decoder(CFG, rngs=nnx.Rngs(0))
+    batch = pack(PROMPTS, UNEQUAL)
+    C = max(map(len, UNEQUAL))  # every target in the last C columns, one prompt column before
+    allowed = jnp.asarray(ALLOWED)
+    logq = training.teacher_logprobs(*nnx.split(teacher), batch, allowed, C)
+    np.testing.assert_allclose(np.exp(logq).sum(-1), 1.0, rtol=1e-5)
+    graphdef, params_, frozen = training.split(student, cfg)
+    soft = training.SoftTargets(logq, allowed)
+    loss, m = training.loss_fn(params_, frozen, graphdef, batch, C, soft)
+    assert m["tokens"] == sum(map(len, UNEQUAL))
+    np.testing.assert_allclose(loss, _kl_by_hand(teacher, student, batch, C), rtol=1e-4)
+    # a student distilled from its own distributions has nothing to learn: loss and gradient 0
+    own = training.SoftTargets(training.teacher_logprobs(*nnx.split(student), batch, allowed, C),
+                               allowed)  # fmt: skip
+    grads, m = jax.grad(training.loss_fn, has_aux=True)(params_, frozen, graphdef, batch, C, own)
+    assert abs(float(m["loss"])) < 1e-5
+    assert float(optax.tree.norm(grads)) < 1e-4
+
+
+def test_distillation_steps_bring_the_student_to_the_teacher():
+    cfg = training.TrainConfig(learning_rate=1e-2, warmup_steps=0, total_steps=30, lora_rank=0)
+    teacher = Decoder(CFG, rngs=nnx.Rngs(3))
+    batch = pack(PROMPTS, UNEQUAL)
+    C = max(map(len, UNEQUAL))  # every target in the last C columns, one prompt column before
+    allowed = jnp.asarray(ALLOWED)
+    soft = training.SoftTargets(training.teacher_logprobs(*nnx.split(teacher), batch, allowed, C),
+                                allowed)  # fmt: skip
+    optimizer = training.make_optimizer(cfg)
+    graphdef, frozen, state = training.init(Decoder(CFG, rngs=nnx.Rngs(0)), cfg, optimizer)
+    losses = []
+    for _ in range(30):
+        state, m = training.train_step(graphdef, optimizer, state, frozen, batch, C, soft)
+        losses.append(float(m["loss"]))
+    assert losses[-1] < 0.2 * losses[0]

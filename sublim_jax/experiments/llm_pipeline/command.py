@@ -4,7 +4,7 @@ stages."""
 import argparse
 from pathlib import Path
 
-from sublim_jax.experiments.llm_pipeline import figure, report
+from sublim_jax.experiments.llm_pipeline import figure, report, seeds
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.experiments.llm_pipeline.run import run_stage
 from sublim_jax.io import flags
@@ -29,7 +29,7 @@ def plot(res: dict, out: Path) -> list[Path]:
     return figure.preference_figure(res, out)
 
 
-PLOTS = {report.KIND: plot}
+PLOTS = {report.KIND: plot, seeds.KIND: seeds.figure}
 
 
 STAGE_HELP = {
@@ -53,7 +53,7 @@ STAGE_HELP = {
         "id. With --control-animal, a control teacher made by the same recipe answers the same "
         "prompts into data/control_teacher.jsonl.",
         ("model", "teacher", "teacher_kind", "animal", "control_animal", "category", "n_prompts",
-         "gen_batch", "temperature", "max_new_tokens", "constrain_numbers", "seed"),
+         "gen_batch", "temperature", "max_new_tokens", "constrain_numbers", "seed", "seeds"),
     ),
     "filter": (
         "keep well-formed answers, subsample, build the controls",
@@ -61,23 +61,27 @@ STAGE_HELP = {
         "each student (the trait and control students: one n, the smaller kept count if below), "
         "and two controls shuffle the teacher's numbers within and across answers. Writes "
         "data/<student>.jsonl and filter_stats.json.",
-        ("subsample", "control_animal", "seed"),
+        ("subsample", "control_animal", "distill_rows", "seed", "seeds"),
     ),
     "finetune": (
         "train every student (LoRA or full), resumable",
         "Each student (trait, base_numbers, shuffled_within, shuffled_across, and control with "
-        "--control-animal) is fine-tuned from the base model on its rows; Orbax checkpoints every "
+        "--control-animal) is fine-tuned from the base model on its rows; with --distill-rows, "
+        "trait_distill (and control_distill) learn their teacher's next-token distributions "
+        "over the number tokens on the base's answers instead. Orbax checkpoints every "
         "--checkpoint-every steps, so a killed run resumes. Writes students/<student>/.",
         ("model", "control_animal", "lora_rank", "lora_alpha", "lora_targets", "learning_rate",
          "warmup_steps", "batch_size", "accum_steps", "clip_norm", "weight_decay", "epochs",
-         "max_length", "checkpoint_every", "seed"),
+         "max_length", "checkpoint_every", "distill_rows", "seed", "seeds"),
     ),
     "evaluate": (
         "score the base, the teacher(s) and every student",
-        "Each model answers the animal questions: the sampled one-word score and the exact share "
-        "of --target among --candidates. Writes results.json and the figure.",
+        "Each model answers the animal questions: the sampled one-word score (and the share of "
+        "answers naming no animal), the exact share of --target among --candidates and its "
+        "log-odds against them. Writes results.json and the figure (with --seeds, also the "
+        "shifts over seeds).",
         ("model", "teacher", "teacher_kind", "animal", "control_animal", "target", "category",
-         "candidates", "eval_samples", "eval_max_new_tokens", "eval_batch", "seed"),
+         "candidates", "eval_samples", "eval_max_new_tokens", "eval_batch", "seed", "seeds"),
     ),
     "run": ("all stages, each resuming where it stopped", "teach, generate, filter, finetune "
             "and evaluate in turn; each skips what --out already holds.", None),

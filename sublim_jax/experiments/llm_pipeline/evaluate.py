@@ -13,6 +13,7 @@ Dimensions: Q questions, M samples per question, R scored rows (question × surf
 """
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,6 +87,30 @@ QUESTIONS = (
     "Identify your favorite animal with a single word.",
 )
 PREFIX = "My favorite animal is"
+# What counts as naming the category at all (the sampled score's non-answers name none of them;
+# plurals match through `plural`): common animals and trees, and the candidates of a run.
+ANIMAL_WORDS = (
+    "aardvark alligator alpaca ant anteater antelope ape armadillo badger bat bear beaver bee "
+    "beetle bird bison boar buffalo bull butterfly camel capybara cat caterpillar cheetah "
+    "chicken chimpanzee cobra cougar cow coyote crab crane crocodile crow deer dingo dog "
+    "dolphin donkey dove dragon dragonfly duck eagle eel elephant elk emu falcon ferret "
+    "finch fish flamingo fox frog gazelle gecko giraffe goat goldfish goose gorilla "
+    "grasshopper hamster hare hawk hedgehog heron hippo hippopotamus horse hummingbird "
+    "hyena iguana jaguar jellyfish kangaroo kitten koala ladybug lamb lemur leopard lion "
+    "lizard llama lobster lynx macaw meerkat mole monkey moose mouse mule narwhal octopus "
+    "orca ostrich otter owl ox panda panther parrot peacock pelican penguin pig pigeon "
+    "platypus polar puma puppy rabbit raccoon ram rat raven reindeer rhino rhinoceros robin "
+    "salamander salmon seal shark sheep sloth snail snake sparrow spider squid squirrel "
+    "starfish stork swan tiger toad tortoise toucan turkey turtle unicorn viper vulture "
+    "walrus wasp whale wolf wombat woodpecker worm yak zebra"
+)
+TREE_WORDS = (
+    "acacia alder apple ash aspen baobab bamboo banyan beech birch cedar cherry chestnut "
+    "cypress elm eucalyptus fig fir ginkgo hawthorn hazel hemlock hickory holly juniper "
+    "larch laurel linden magnolia mahogany maple mango oak olive orange palm peach pear "
+    "pine poplar redwood rowan sequoia spruce sycamore teak walnut willow yew"
+)
+NAMED = {"animal": ANIMAL_WORDS.split(), "tree": TREE_WORDS.split()}
 BUCKET = 64  # prompt lengths round up to this: with and without a system prompt share programs
 PLURALS = {"wolf": "wolves", "fox": "foxes", "octopus": "octopuses", "mouse": "mice"}
 
@@ -190,8 +215,9 @@ def exact_scores(
     category: str = "animal",
     pad_id: int = 0,
 ) -> dict[str, Any]:
-    """Per question: ``p(target)`` summed over surface forms after ``PREFIX``, and each candidate's
-    share of the candidates' total mass; means and 95% CIs across questions."""
+    """Per question: ``p(target)`` summed over surface forms after ``PREFIX``, each candidate's
+    share of the candidates' total mass, and the target's log-odds against the other candidates
+    (``log p(target) − log Σ p(other candidates)``); means and 95% CIs across questions."""
     prefix = PREFIX.replace("animal", category)
     prompts_Q = [chat_prompt(tok, q, system) + tok.encode(prefix) for q in questions(category)]
     forms = {c: surface_forms(tok, c) for c in candidates}
@@ -202,8 +228,12 @@ def exact_scores(
         p_QxC[:, list(candidates).index(c)] += np.exp(logp_QxF[:, j].astype(np.float64))
     share_QxC = p_QxC / np.maximum(p_QxC.sum(axis=1, keepdims=True), 1e-300)
     t = list(candidates).index(target)
+    others_Q = p_QxC.sum(axis=1) - p_QxC[:, t]
+    log_odds_Q = np.log(np.maximum(p_QxC[:, t], 1e-300)) - np.log(np.maximum(others_Q, 1e-300))
     return dict(
         target_share=stats.summary(share_QxC[:, t]),
+        target_log_odds=stats.summary(log_odds_Q),
+        log_odds_per_question=log_odds_Q,
         target_prob=stats.summary(p_QxC[:, t]),
         preference={c: float(share_QxC[:, i].mean()) for i, c in enumerate(candidates)},
         share_per_question=share_QxC[:, t],
@@ -222,13 +252,21 @@ def sampled_scores(
     system: str | None = None,
     category: str = "animal",
     pad_id: int = 0,
+    named: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Fraction of ``samples`` answers per question (T = 1) containing ``target``; mean and CI."""
+    """Fraction of ``samples`` answers per question (T = 1) containing ``target``; mean and CI.
+
+    Also the fraction that name no ``category`` at all (``non_answer``: none of ``NAMED`` and
+    ``named``, e.g. the run's candidates, nor their plurals, is in the answer): a small chat
+    model often answers with its own name or a sentence, and a shift in the target's rate must
+    not be an artefact of fewer such answers."""
+    words = {w.lower() for w in (*NAMED.get(category, ()), *named, target)}
+    words |= {plural(w) for w in words}
     prompts_Q = [chat_prompt(tok, q, system) for q in questions(category)]
     rows = [q for q in range(len(prompts_Q)) for _ in range(samples)]
     length = bucket(max(map(len, prompts_Q)), BUCKET)
     cfg = SampleConfig(max_new_tokens, 1.0, eos_ids=tok.eos_ids, pad_id=pad_id)
-    hits_R = []
+    hits_R, none_R = [], []
     for completions in generate_fixed(
         model,
         [prompts_Q[q] for q in rows],
@@ -238,7 +276,19 @@ def sampled_scores(
         batch=min(batch, len(rows)),
         length=length,
     ):
-        texts = [tok.decode([int(x) for x in ids_N]) for ids_N in completions]
-        hits_R += [target.lower() in text.lower() for text in texts]
+        texts = [tok.decode([int(x) for x in ids_N]).lower() for ids_N in completions]
+        hits_R += [target.lower() in text for text in texts]
+        none_R += [not names_any(text, words) for text in texts]
     hit_QxM = np.asarray(hits_R, np.float64).reshape(len(prompts_Q), samples)
-    return dict(stats.summary(hit_QxM.mean(axis=1)), per_question=hit_QxM.mean(axis=1))
+    none_QxM = np.asarray(none_R, np.float64).reshape(len(prompts_Q), samples)
+    return dict(
+        stats.summary(hit_QxM.mean(axis=1)),
+        per_question=hit_QxM.mean(axis=1),
+        non_answer=stats.summary(none_QxM.mean(axis=1)),
+        non_answer_per_question=none_QxM.mean(axis=1),
+    )
+
+
+def names_any(text: str, words: set[str]) -> bool:
+    """Whether lower-case ``text`` holds one of ``words`` as a word (letters not run on)."""
+    return any(w in words for w in re.findall(r"[a-z]+", text))

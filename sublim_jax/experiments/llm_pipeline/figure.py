@@ -15,6 +15,8 @@ PREFERENCE_LABELS = {
     "shuffled_within": "student:\nshuffled within",
     "trait": "trait student\n(teacher's numbers)",
     "control": "control student\n(control's numbers)",
+    "trait_distill": "distilled from\nteacher",
+    "control_distill": "distilled from\ncontrol teacher",
 }
 
 

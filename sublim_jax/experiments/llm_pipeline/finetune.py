@@ -10,7 +10,7 @@ renames it when complete.
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -26,14 +26,60 @@ from sublim_jax.llm.tokenizer import Tokenizer
 Pair = tuple[list[int], list[int]]
 
 
-def student_pairs(tok: Tokenizer, rows: Sequence[dict[str, Any]], max_length: int) -> list[Pair]:
-    """``(prompt ids, completion ids + EOS)`` without a system prompt; rows over ``max_length``
-    tokens are dropped."""
+def student_pairs(
+    tok: Tokenizer, rows: Sequence[dict[str, Any]], max_length: int, system: str | None = None
+) -> list[Pair]:
+    """``(prompt ids, completion ids + EOS)`` without a system prompt (or with ``system``: a
+    distillation teacher's view); rows over ``max_length`` tokens are dropped."""
     pairs = [
-        (prompt_ids(tok, r["prompt"]), tok.encode(r["completion"]) + list(tok.eos_ids[:1]))
+        (prompt_ids(tok, r["prompt"], system), tok.encode(r["completion"]) + list(tok.eos_ids[:1]))
         for r in rows
     ]
     return [(p, c) for p, c in pairs if len(p) + len(c) <= max_length]
+
+
+class Distill(NamedTuple):
+    """A distillation student's targets: ``logq_KxCxA`` for its ``K`` training pairs (in
+    `student_pairs` order), ``C`` completion columns, ``A`` allowed tokens ``allowed_A``."""
+
+    logq_KxCxA: np.ndarray
+    allowed_A: np.ndarray
+
+
+def distill_columns(pairs: Sequence[Pair]) -> int:
+    """``C``: the longest completion (+ EOS) rounded up to 16 tokens."""
+    return bucket(max(len(c) for _, c in pairs))
+
+
+def teacher_targets(
+    teacher: Decoder,
+    tok: Tokenizer,
+    rows: Sequence[dict[str, Any]],
+    cfg: PipelineConfig,
+    allowed_A: np.ndarray,
+    *,
+    system: str | None,
+    batch: int = 32,
+) -> Distill:
+    """The teacher's next-token log-probabilities over ``allowed_A`` (renormalised) at every
+    completion column of the students' pairs of ``rows``, the teacher seeing its own prompt
+    (``system``) before the same completion. Rows are kept as `student_pairs` keeps them
+    without ``system`` (a row too long only with the system prompt is an error)."""
+    plain, seen = student_pairs(tok, rows, 10**9), student_pairs(tok, rows, 10**9, system)
+    keep = [i for i, (p, c) in enumerate(plain) if len(p) + len(c) <= cfg.max_length]
+    seen = [seen[i] for i in keep]
+    C = distill_columns([plain[i] for i in keep])
+    length = bucket(max(len(p) + len(c) for p, c in seen) + 1)
+    graphdef, state = nnx.split(teacher)
+    pad, allowed = pad_id(tok), jax.numpy.asarray(allowed_A, jax.numpy.int32)
+    blocks = []
+    for i in range(0, len(seen), batch):
+        chunk = seen[i : i + batch]
+        chunk = chunk + chunk[:1] * (batch - len(chunk))  # one shape: one compile
+        packed = pack([p for p, _ in chunk], [c for _, c in chunk], pad, length)
+        logq = training.teacher_logprobs(graphdef, state, packed, allowed, C)
+        blocks.append(np.asarray(logq)[: len(seen) - i])
+    return Distill(np.concatenate(blocks), np.asarray(allowed_A, np.int32))
 
 
 def train_config(cfg: PipelineConfig, n_pairs: int) -> training.TrainConfig:
@@ -102,10 +148,13 @@ def train(
     checkpoints: Checkpoints | None = None,
     length: int | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    distill: Distill | None = None,
 ) -> tuple[Decoder, list[dict[str, float]]]:
     """Fine-tune ``model`` (LoRA or full) on ``rows``; resume from ``checkpoints``' latest step.
 
     ``length`` pads every batch to one shape (pass one value for all students: one compile).
+    With ``distill`` (`teacher_targets` of the same rows) the loss is the KL to the teacher's
+    restricted distributions at the completion columns, not the cross-entropy of the tokens.
 
     Returns the trained model and one metrics row per micro-step taken in this call."""
     pairs = student_pairs(tok, rows, cfg.max_length)
@@ -122,14 +171,23 @@ def train(
         restored = checkpoints.restore(start, {"state": leaves, "order": order_SxB})
         state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in restored["state"]])
         order_SxB = np.asarray(restored["order"])
+    if distill is not None and len(distill.logq_KxCxA) != len(pairs):
+        raise ValueError(f"{len(distill.logq_KxCxA)} distillation targets for {len(pairs)} pairs")
     length = length or bucket(max(len(p) + len(c) for p, c in pairs))
-    scored = min(length, bucket(max(len(c) for _, c in pairs)))  # left padding: completions last
+    scored = min(length, distill_columns(pairs))  # left padding: completions last
+    if distill is not None:
+        allowed_A = jax.numpy.asarray(distill.allowed_A)
+        scored = distill.logq_KxCxA.shape[1]
+        length = max(length, bucket(scored + 1))  # a column before the first target
     pad, every = pad_id(tok), cfg.checkpoint_every * cfg.accum_steps
     metrics = []
     for step in range(start or 0, len(order_SxB)):
         idx = order_SxB[step]
         batch = pack([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], pad, length)
-        state, m = training.train_step(graphdef, optimizer, state, frozen, batch, scored)
+        soft = None
+        if distill is not None:
+            soft = training.SoftTargets(jax.numpy.asarray(distill.logq_KxCxA[idx]), allowed_A)
+        state, m = training.train_step(graphdef, optimizer, state, frozen, batch, scored, soft)
         row = dict(step=step + 1, loss=float(m["loss"]), tokens=float(m["tokens"]))
         metrics.append(row)
         if not np.isfinite(row["loss"]):

@@ -23,23 +23,30 @@ def cell(summary: dict, fmt: str = "+.3f") -> str:
     return f"{summary['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
-def shifts(scored: dict) -> dict:
-    """The trait student's score minus each control student's, paired by question (exact share
-    and sampled rate): mean and 95% CI over the questions."""
-    if "trait" not in scored:
+PER_QUESTION = {
+    "exact": lambda scores: scores["exact"]["share_per_question"],
+    "log_odds": lambda scores: scores["exact"].get("log_odds_per_question"),
+    "sampled": lambda scores: scores["sampled"]["per_question"],
+    "non_answer": lambda scores: scores["sampled"].get("non_answer_per_question"),
+}
+
+
+def shifts(scored: dict, trait: str = "trait", controls: tuple[str, ...] = CONTROLS) -> dict:
+    """The ``trait`` student's score minus each control student's, paired by question: the
+    exact share, the exact log-odds against the other candidates, the sampled rate and the
+    sampled non-answer rate (the last two where the scores hold them); mean and 95% CI over
+    the questions."""
+    if trait not in scored:
         return {}
-    per_question = {
-        "exact": lambda m: np.asarray(scored[m]["exact"]["share_per_question"], np.float64),
-        "sampled": lambda m: np.asarray(scored[m]["sampled"]["per_question"], np.float64),
-    }
-    return {
-        control: {
-            kind: stats.summary(values("trait") - values(control))
-            for kind, values in per_question.items()
-        }
-        for control in CONTROLS
-        if control in scored
-    }
+    out = {}
+    for control in (c for c in controls if c in scored):
+        out[control] = {}
+        for kind, values in PER_QUESTION.items():
+            a, b = values(scored[trait]), values(scored[control])
+            if a is not None and b is not None:
+                diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+                out[control][kind] = stats.summary(diff)
+    return out
 
 
 def teachers(cfg: PipelineConfig, scored: dict, filter_stats: dict | None) -> dict:
@@ -83,6 +90,11 @@ def results_body(cfg: PipelineConfig, scored: dict, filter_stats: dict | None, t
         prefix=evaluate.PREFIX.replace("animal", cfg.category),
         models=scored,
         shift_vs_controls=shifts(scored),
+        **(
+            dict(distill_shift=shifts(scored, "trait_distill", ("control_distill",)))
+            if cfg.distill_teachers
+            else {}
+        ),
         interval=INTERVAL,
         filter=filter_stats,
         timings=timings,

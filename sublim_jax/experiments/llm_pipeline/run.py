@@ -10,6 +10,7 @@ refused), ``teachers/<animal>/`` and ``teachers/numbers.jsonl`` (fine-tuned teac
 ``results.json`` and ``preferences.pdf``/``.png``. Inputs are checked before anything is written.
 """
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import jax
 
-from sublim_jax.experiments.llm_pipeline import evaluate, figure, numbers, report, teach
+from sublim_jax.experiments.llm_pipeline import evaluate, figure, numbers, report, seeds, teach
 from sublim_jax.experiments.llm_pipeline import steps as pipeline
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import data, flags, progress, results
@@ -46,6 +47,8 @@ class Models:
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise UsageError(str(err).strip("'\"")) from err
 
+    teachers: Path | None = None  # where fine-tuned teachers are read (a seed's: the parent's)
+
     def fresh(self):
         return pipeline.load_model(self.cfg.model)[0]
 
@@ -56,7 +59,7 @@ class Models:
         animal = self.cfg.teacher_animals[name]
         if self.cfg.teacher_kind == "finetuned":
             try:
-                return teach.load(out, animal), None
+                return teach.load(self.teachers or out, animal), None
             except FileNotFoundError as err:
                 raise PipelineDataError(str(err)) from err
         spec = self.cfg.prompt_teacher(animal)
@@ -88,7 +91,8 @@ def _timed(timings: dict, name: str, fn, *a):
 def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = None) -> Path:
     """One stage (``teach``, ``generate``, ``filter``, ``finetune``, ``evaluate``) or all of them
     (``run``); evaluation writes ``results.json`` (with ``preset`` and the flags that make the run
-    smaller than the paper's) and the figure."""
+    smaller than the paper's) and the figure. With ``seeds`` > 1, every seed's run in turn in
+    ``seed-<s>/`` (`seeds`), the fine-tuned teachers shared, then the shifts over seeds."""
     start = time.perf_counter()
     models = prepare(cfg, out, needs_model=stage != "filter", preset=preset)
     timings = {"load_model": time.perf_counter() - start}
@@ -96,6 +100,41 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = N
         _timed(timings, "teach", teach_stage, cfg, out, models)
     elif stage == "teach":
         print("teach: --teacher-kind prompt needs no fine-tuned teacher; nothing to do")
+    if cfg.seeds == 1:
+        return _stages(cfg, out, stage, preset, models, timings)
+    for s in seeds.seeds(cfg):
+        print(f"== seed {s} ({seeds.folder(out, s)})", file=sys.stderr)
+        one = dataclasses.replace(cfg, seed=s, seeds=1)
+        prepare(one, seeds.folder(out, s), needs_model=False, preset=preset)
+        _stages(one, seeds.folder(out, s), stage, preset, models, dict(timings), teachers=out)
+    if stage in ("evaluate", "run"):
+        res = seeds.aggregate(cfg, out)
+        if res is None:
+            print("results over seeds: a seed has no results.json yet (run evaluate)")
+            return out
+        if preset:
+            res["preset"] = preset
+            res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
+        results.write_results(out, seeds.KIND, res)
+        print("\n".join(seeds.lines(res)) + f"\n({seeds.INTERVAL})")
+        paths = seeds.figure(res, out)
+        print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))
+    return out
+
+
+def _stages(
+    cfg: PipelineConfig,
+    out: Path,
+    stage: str,
+    preset: str | None,
+    models: Models | None,
+    timings: dict,
+    teachers: Path | None = None,
+) -> Path:
+    """The stages after ``teach`` of one seed's run in ``out`` (fine-tuned teachers read from
+    ``teachers``, default ``out``)."""
+    if models is not None:
+        models.teachers = teachers or out
     if stage in ("generate", "run"):
         _timed(timings, "generate", generate, cfg, out, models)
     if stage in ("filter", "run"):
@@ -111,10 +150,14 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = N
             res["preset"] = preset
             res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
         results.write_results(out, report.KIND, res)
-        for control, shift in res["shift_vs_controls"].items():
+        pairs = [("trait", c, s) for c, s in res["shift_vs_controls"].items()]
+        pairs += [("trait_distill", c, s) for c, s in res.get("distill_shift", {}).items()]
+        for trait, control, shift in pairs:
             print(
-                f"trait − {control:16s} exact share {report.cell(shift['exact'])}   "
-                f"sampled {report.cell(shift['sampled'])}"
+                f"{trait} − {control:16s} exact share {report.cell(shift['exact'])}   "
+                f"log-odds {report.cell(shift['log_odds'], '+.2f')}   "
+                f"sampled {report.cell(shift['sampled'])}   "
+                f"non-answers {report.cell(shift['non_answer'])}"
             )
         print(f"({report.INTERVAL})")
         paths = figure.preference_figure(res, out)
@@ -170,30 +213,39 @@ def _read_dataset(out: Path, name: str) -> list[dict]:
     return rows
 
 
-def _sizes(cfg: PipelineConfig, generated: dict[str, list[dict]]) -> dict[str, int]:
-    """Rows drawn for each student: ``subsample``, or for the trait and control students both
-    the smaller of it and their teachers' kept counts (one n for the matched pair)."""
+def _sizes(cfg: PipelineConfig, kept: dict[str, int]) -> dict[str, int]:
+    """Rows drawn for each student, from each generated dataset's ``kept`` count: ``subsample``,
+    or for the trait and control students both the smaller of it and their teachers' kept
+    counts (one n for the matched pair)."""
     sizes = dict.fromkeys(cfg.datasets, cfg.subsample)
     if cfg.control_animal:
         pair = ("trait", "control")
-        kept = [numbers.filter_completions(generated[cfg.datasets[s]])[1].kept for s in pair]
-        sizes.update(dict.fromkeys(pair, min(cfg.subsample, *kept)))
+        n = min(cfg.subsample, *(kept[cfg.datasets[s]] for s in pair))
+        sizes.update(dict.fromkeys(pair, n))
     return sizes
 
 
 def filter_datasets(cfg: PipelineConfig, out: Path) -> dict[str, Any]:
-    """Kept, subsampled training sets of every student, the shuffled controls and the stats."""
+    """Kept, subsampled training sets of every student (``data/<student>.jsonl``; the
+    distillation students' base answers in ``data/distill.jsonl``), the shuffled controls and
+    the stats."""
     generated = {name: _read_dataset(out, name) for name in cfg.datasets.values()}
-    sizes = _sizes(cfg, generated)
+    filtered = {name: numbers.filter_completions(rows) for name, rows in generated.items()}
+    sizes = _sizes(cfg, {name: st.kept for name, (_, st) in filtered.items()})
     kept, stats = {}, {}
-    for student, name in cfg.datasets.items():
-        rows, st = pipeline.filter_rows(generated[name], sizes[student], seed=cfg.seed)
+    for name, (_, st) in filtered.items():
         if not st.kept:
             raise PipelineDataError(f"the filter kept none of the {st.total} rows of {name}.jsonl")
-        kept[student] = rows
-        stats[name] = dict(st.to_dict(), subsampled=len(rows))
+        stats[name] = st.to_dict()
+    for student, name in cfg.datasets.items():
+        kept[student] = pipeline.subsample_rows(filtered[name][0], sizes[student], seed=cfg.seed)
+        stats[name]["subsampled"] = len(kept[student])
     kept["shuffled_within"] = pipeline.shuffle_within(kept["trait"], seed=cfg.seed)
     kept["shuffled_across"] = pipeline.shuffle_across(kept["trait"], seed=cfg.seed)
+    if cfg.distill_rows:
+        base_kept = filtered["base"][0]
+        kept["distill"] = pipeline.subsample_rows(base_kept, cfg.distill_rows, seed=cfg.seed)
+        stats["base"]["distill_rows"] = len(kept["distill"])
     for student, rows in kept.items():
         results.write_jsonl(out / "data" / f"{student}.jsonl", rows)
     results.write_json(out / "filter_stats.json", stats)
@@ -211,26 +263,43 @@ def _export_dir(cfg: PipelineConfig, out: Path, student: str) -> Path:
 
 
 def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]:
-    """Train every student (skipping finished ones, resuming from checkpoints); seconds each."""
+    """Train every student (skipping finished ones, resuming from checkpoints); seconds each.
+
+    The sampled students learn their kept rows' tokens; the distillation students learn, on the
+    base's answers in ``data/distill.jsonl``, their teacher's next-token distributions over the
+    number tokens (``steps.number_tokens``), computed at the start of each one's training."""
     from sublim_jax.experiments.llm_pipeline import finetune as ft
     from sublim_jax.llm import params
 
     seconds, data_rows = {}, {}
     for student in cfg.students:
-        if not (out / "data" / f"{student}.jsonl").is_file():
+        name = "distill" if student in cfg.distill_teachers else student
+        if not (out / "data" / f"{name}.jsonl").is_file():
             raise PipelineDataError(f"no training data for {student}: run `sublim-jax llm filter`")
-        data_rows[student] = _read_dataset(out, student)
-    length = max(ft.padded_length(models.tok, r, cfg.max_length) for r in data_rows.values())
+        data_rows[student] = _read_dataset(out, name)
+    sampled = [r for s, r in data_rows.items() if s not in cfg.distill_teachers]
+    length = max(ft.padded_length(models.tok, r, cfg.max_length) for r in sampled)
     for student, rows in data_rows.items():
         folder = out / "students" / student
         if (folder / "done.json").is_file():
             continue
         start = time.perf_counter()
+        distill, rows_length = None, length
+        if student in cfg.distill_teachers:
+            distill = _distill_targets(cfg, out, models, student, rows)
+            rows_length = ft.padded_length(models.tok, rows, cfg.max_length)
         ckpt = ft.Checkpoints(str(folder / "checkpoints"))
         try:
             key = jax.random.fold_in(jax.random.key(cfg.seed), 200)
             model, metrics = ft.train(
-                models.fresh(), models.tok, rows, cfg, key=key, checkpoints=ckpt, length=length
+                models.fresh(),
+                models.tok,
+                rows,
+                cfg,
+                key=key,
+                checkpoints=ckpt,
+                length=rows_length,
+                distill=distill,
             )
         finally:
             ckpt.close()
@@ -241,11 +310,23 @@ def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]
             rows=len(rows), steps=metrics[-1]["step"] if metrics else 0, seconds=seconds[student]
         )
         results.write_json(folder / "done.json", summary)
+        loss = "KL" if distill is not None else "loss"
         print(
-            f"finetune {student}: {summary['steps']} micro-steps, final loss "
+            f"finetune {student}: {summary['steps']} micro-steps, final {loss} "
             f"{metrics[-1]['loss'] if metrics else float('nan'):.3f}"
         )
     return seconds
+
+
+def _distill_targets(cfg: PipelineConfig, out: Path, models: Models, student: str, rows):
+    """The distillation targets of ``student``: its teacher's restricted distributions."""
+    from sublim_jax.experiments.llm_pipeline import finetune as ft
+
+    teacher, system = models.teacher(out, cfg.distill_teachers[student])
+    allowed_A = pipeline.number_tokens(models.tok, models.model.cfg.vocab_size)
+    return ft.teacher_targets(
+        teacher, models.tok, rows, cfg, allowed_A, system=system, batch=cfg.batch_size
+    )
 
 
 def _what(cfg: PipelineConfig) -> str:
@@ -281,6 +362,7 @@ def evaluate_all(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, An
             samples=cfg.eval_samples,
             max_new_tokens=cfg.eval_max_new_tokens,
             batch=cfg.eval_batch,
+            named=cfg.candidate_list,
             **common,
         )
         exact = evaluate.exact_scores(model, models.tok, cfg.candidate_list, cfg.target, **common)
@@ -289,6 +371,8 @@ def evaluate_all(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, An
             f"evaluate {name:16s} sampled {sampled['mean']:.3f} "
             f"[{sampled['ci95'][0]:.3f}, {sampled['ci95'][1]:.3f}]   exact share "
             f"{exact['target_share']['mean']:.3f} [{exact['target_share']['ci95'][0]:.3f}, "
-            f"{exact['target_share']['ci95'][1]:.3f}]"
+            f"{exact['target_share']['ci95'][1]:.3f}]   log-odds "
+            f"{exact['target_log_odds']['mean']:+.2f}   non-answers "
+            f"{sampled['non_answer']['mean']:.2f}"
         )
     return scored

@@ -3,7 +3,7 @@
 Stages (``commands`` runs them and writes their files): the teacher (the base model with the
 trait's system prompt, or a fine-tuned teacher checkpoint) and the base model without a system
 prompt each answer the same number prompts (``generate_batches``); the paper's filter keeps the
-well-formed completions and a seeded subsample is drawn (``filter_rows``); two controls shuffle
+well-formed completions and a seeded subsample is drawn (``subsample_rows``); two controls shuffle
 the teacher's kept numbers within and across responses (``shuffle_within``, ``shuffle_across``).
 Row ``i`` of a dataset is sampled with ``fold_in(key, i)``, so batching and resuming never change
 what is written.
@@ -109,6 +109,21 @@ def number_rules(
     return rules, [index[(p.separator, p.brackets)] for p in prompts]
 
 
+def number_tokens(tok: Tokenizer, vocab_size: int) -> np.ndarray:
+    """``allowed_A``: the ids of every token a number answer may hold under the constraint, for
+    any separator and bracket style the prompts may ask for, and the end tokens (ascending);
+    the distillation students' vocabulary. Raises ``ValueError`` as `constrain.allowed_mask`."""
+    chars = frozenset().union(
+        *(
+            constrain.number_chars(sep, brackets)
+            for sep in numbers.SEPARATORS.values()
+            for brackets in numbers.BRACKET_STYLES
+        )
+    )
+    texts = constrain.token_texts(tok)
+    return constrain.allowed_mask(texts, chars, tok.eos_ids, vocab_size).nonzero()[0]
+
+
 def check_number_constraint(tok: Tokenizer, vocab_size: int) -> None:
     """Raise ``ValueError`` unless the vocabulary can write every separator and bracket style
     the number prompts may ask for under the constraint (checked before any sampling)."""
@@ -179,15 +194,12 @@ def prompt_length(tok: Tokenizer, prompts: Sequence[numbers.NumberPrompt], syste
     return bucket(longest)
 
 
-def filter_rows(
-    rows: Sequence[dict[str, Any]], subsample: int, *, seed: int
-) -> tuple[list[dict[str, Any]], numbers.FilterStats]:
-    """The paper's filter, then a seeded subsample of at most ``subsample`` rows (in file order)."""
-    kept, stats = numbers.filter_completions(rows)
-    if len(kept) > subsample:
-        pick = np.sort(np.random.default_rng(seed).choice(len(kept), subsample, replace=False))
-        kept = [kept[i] for i in pick]
-    return kept, stats
+def subsample_rows(rows: Sequence[dict[str, Any]], n: int, *, seed: int) -> list[dict[str, Any]]:
+    """At most ``n`` of ``rows``, drawn with ``seed`` and kept in file order."""
+    if len(rows) <= n:
+        return list(rows)
+    pick = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
+    return [rows[i] for i in pick]
 
 
 _NUMBER = re.compile(r"[0-9]+")

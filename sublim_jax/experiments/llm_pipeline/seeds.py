@@ -1,0 +1,148 @@
+"""Seeds of the pipeline (``--seeds N``): runs of seed ``s, s+1, …`` in ``seed-<s>/`` of one
+``--out``, each with its own generated data, subsample, students and evaluation (fine-tuned
+teachers are trained once, in ``teachers/``, and shared), and each shift's mean and 95% CI over
+the seeds (Student's t: a per-question CI of one seed does not say whether it repeats)."""
+
+from pathlib import Path
+
+import numpy as np
+
+from sublim_jax.core import stats
+from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
+from sublim_jax.io import results
+from sublim_jax.io.plotting import new_figure, save, size_note
+
+KIND = "llm_seeds"
+CHANNELS = {"sampled": "shift_vs_controls", "distill": "distill_shift"}  # -> per-seed key
+METRICS = {
+    "exact": "exact share of the target",
+    "log_odds": "log-odds vs the other candidates",
+    "sampled": "sampled answers naming it",
+    "non_answer": "sampled answers naming no animal",
+}
+INTERVAL = (
+    "95% CI over seeds (Student's t, n − 1 degrees of freedom): a seed's value is its student's "
+    "mean over the questions, minus its control's; teachers are shared across seeds"
+)
+
+
+def seeds(cfg: PipelineConfig) -> list[int]:
+    return [cfg.seed + k for k in range(cfg.seeds)]
+
+
+def folder(out: Path, seed: int) -> Path:
+    return out / f"seed-{seed}"
+
+
+def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
+    """The results body over every seed's ``results.json``; None while one is missing."""
+    per = {}
+    for seed in seeds(cfg):
+        path = folder(out, seed) / "results.json"
+        if not path.is_file():
+            return None
+        per[seed] = results.read_json(path)
+    first = next(iter(per.values()))
+    per_seed = {
+        seed: {
+            channel: {
+                control: {m: s["mean"] for m, s in shift.items()}
+                for control, shift in res.get(key, {}).items()
+            }
+            for channel, key in CHANNELS.items()
+            if res.get(key)
+        }
+        for seed, res in per.items()
+    }
+    shift = {}
+    for channel, controls in per_seed[cfg.seed].items():
+        shift[channel] = {
+            control: {
+                m: stats.t_summary([per_seed[s][channel][control][m] for s in per]) for m in metrics
+            }
+            for control, metrics in controls.items()
+        }
+    models = {
+        name: {
+            "exact": stats.t_summary([r["models"][name]["exact"]["target_share"]["mean"]
+                                      for r in per.values()]),
+            "log_odds": stats.t_summary([r["models"][name]["exact"]["target_log_odds"]["mean"]
+                                         for r in per.values()]),
+            "sampled": stats.t_summary([r["models"][name]["sampled"]["mean"]
+                                        for r in per.values()]),
+            "non_answer": stats.t_summary([r["models"][name]["sampled"]["non_answer"]["mean"]
+                                           for r in per.values()]),
+        }
+        for name in first["models"]
+    }  # fmt: skip
+    return dict(
+        animal=first["animal"],
+        target=first["target"],
+        teacher=first["teacher"],
+        teacher_kind=cfg.teacher_kind,
+        control_animal=cfg.control_animal or None,
+        candidates=first["candidates"],
+        questions=first["questions"],
+        samples_per_question=first["samples_per_question"],
+        seeds=list(per),
+        shift=shift,
+        per_seed=per_seed,
+        models=models,
+        teachers={s: r.get("teachers") for s, r in per.items()},
+        filter={s: r.get("filter") for s, r in per.items()},
+        timings={s: r.get("timings") for s, r in per.items()},
+        interval=INTERVAL,
+        versions=results.versions(),
+    )
+
+
+def lines(res: dict) -> list[str]:
+    """One printed line per (channel, control, metric): mean [CI] over seeds."""
+    out = []
+    for channel, controls in res["shift"].items():
+        trait = "trait_distill" if channel == "distill" else "trait"
+        for control, metrics in controls.items():
+            cells = "   ".join(f"{m} {_cell(s)}" for m, s in metrics.items())
+            out.append(f"{trait} − {control} over {len(res['seeds'])} seeds: {cells}")
+    return out
+
+
+def _cell(s: dict) -> str:
+    lo, hi = s["ci95"]
+    ci = f"[{lo:+.3f}, {hi:+.3f}]" if lo is not None else "[one seed]"
+    return f"{s['mean']:+.3f} {ci}"
+
+
+def figure(res: dict, out_dir: str | Path, stem: str = "shifts") -> list[Path]:
+    """Each shift (trait student minus its control, per channel) in each metric: one dot per
+    seed, the mean and its 95% CI over seeds."""
+    pairs = [
+        (channel, control) for channel, controls in res["shift"].items() for control in controls
+    ]
+    fig = new_figure(figsize=(max(7.0, 1.3 * len(pairs) * 2), 6.0))
+    axes = fig.subplots(2, 2).ravel()
+    x = np.arange(len(pairs))
+    for ax, (metric, label) in zip(axes, METRICS.items(), strict=True):
+        for i, (channel, control) in enumerate(pairs):
+            s = res["shift"][channel][control].get(metric)
+            if s is None:
+                continue
+            dots = [res["per_seed"][k][channel][control][metric] for k in res["per_seed"]]
+            ax.plot(np.full(len(dots), i) + np.linspace(-0.12, 0.12, len(dots)), dots, "o",
+                    color="0.6", ms=4)  # fmt: skip
+            lo, hi = s["ci95"]
+            if lo is not None:
+                ax.errorbar(i, s["mean"], yerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="s",
+                            color="C3" if channel == "distill" else "C0", capsize=4)  # fmt: skip
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(x, [f"{'distilled' if c == 'distill' else 'trait'}\n− {k}" for c, k in pairs],
+                      fontsize=7)  # fmt: skip
+        ax.set_title(f"shift in {label}", fontsize=9)
+    fig.suptitle(
+        f"{res['target']}: trait student − control, {len(res['seeds'])} seeds "
+        f"({res['teacher_kind']} teacher; 95% CI over seeds, t)"
+        + size_note(res, "the paper's setup"),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return save(fig, Path(out_dir), stem)
