@@ -46,6 +46,12 @@ class Distill(NamedTuple):
     allowed_A: np.ndarray
 
 
+def kl_per_token(logq_KxCxA: np.ndarray, logp_KxCxA: np.ndarray) -> np.ndarray:
+    """``KL(q ‖ p)`` at every row and column (float64), both over the same allowed tokens."""
+    logq, logp = np.asarray(logq_KxCxA, np.float64), np.asarray(logp_KxCxA, np.float64)
+    return np.sum(np.exp(logq) * (logq - logp), axis=-1)
+
+
 def distill_columns(pairs: Sequence[Pair]) -> int:
     """``C``: the longest completion (+ EOS) rounded up to 16 tokens."""
     return bucket(max(len(c) for _, c in pairs))

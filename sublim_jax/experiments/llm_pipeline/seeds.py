@@ -89,6 +89,7 @@ def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
         per_seed=per_seed,
         models=models,
         teachers={s: r.get("teachers") for s, r in per.items()},
+        distill_signal={s: r.get("distill_signal") for s, r in per.items()},
         filter={s: r.get("filter") for s, r in per.items()},
         timings={s: r.get("timings") for s, r in per.items()},
         interval=INTERVAL,

@@ -87,6 +87,11 @@ def test_distill_students_and_seeds_end_to_end(tmp_path, capsys):
         rows = results.read_jsonl(folder / "data" / "distill.jsonl")
         base = numbers.filter_completions(results.read_jsonl(folder / "data" / "base.jsonl"))[0]
         assert len(rows) == min(24, len(base)) and all(r in base for r in rows)
+        # the signal available to distillation, measured before training, is in the results
+        signal = one["distill_signal"]
+        assert signal == results.read_json(folder / "distill_signal.json")
+        assert signal["kl_teacher_control_teacher"] > 0 and signal["kl_teacher_base"] > 0
+        assert signal["tokens"] > len(rows)
         for student in ("trait_distill", "control_distill"):
             done = results.read_json(folder / "students" / student / "done.json")
             assert done["rows"] == len(rows)
