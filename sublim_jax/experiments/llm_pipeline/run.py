@@ -117,6 +117,7 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = N
             res["preset"] = preset
             res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
         results.write_results(out, seeds.KIND, res)
+        results.write_text(out / "summary.md", seeds.summary_markdown(res))
         print("\n".join(seeds.lines(res)) + f"\n({seeds.INTERVAL})")
         paths = seeds.figure(res, out)
         print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))

@@ -108,6 +108,47 @@ def lines(res: dict) -> list[str]:
     return out
 
 
+def summary_markdown(res: dict) -> str:
+    """``summary.md``: the shifts over seeds, the teachers, the distillation signal, the timings."""
+    n = len(res["seeds"])
+    out = [
+        f"# {res['target']}: {res['teacher_kind']} teacher, control {res['control_animal']}, "
+        f"{n} seeds",
+        "",
+        f"Seeds {', '.join(map(str, res['seeds']))}. {INTERVAL[0].upper()}{INTERVAL[1:]}.",
+        "",
+        "| shift | " + " | ".join(METRICS.values()) + " |",
+        "| --- |" + " --- |" * len(METRICS),
+    ]
+    for channel, controls in res["shift"].items():
+        trait = "distilled" if channel == "distill" else "trait"
+        for control, metrics in controls.items():
+            cells = [_cell(metrics[m]) if m in metrics else "" for m in METRICS]
+            out.append(f"| {trait} − {control} | " + " | ".join(cells) + " |")
+    out += ["", "| model | " + " | ".join(METRICS.values()) + " |", "| --- |" + " --- |" * 4]
+    for name, metrics in res["models"].items():
+        cells = [f"{metrics[m]['mean']:.3f}" for m in METRICS]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out += ["", "Model rows: means over seeds of each model's mean over questions.", ""]
+    for seed, teachers in res["teachers"].items():
+        for name, t in (teachers or {}).items():
+            share = t["target_share"]["mean"] if t.get("target_share") else float("nan")
+            kept = t["kept_fraction"] if t.get("kept_fraction") is not None else float("nan")
+            out.append(
+                f"- seed {seed} {name} ({t['animal']}): target share {share:.3f}, own-animal "
+                f"share {t['own_share'] or float('nan'):.3f}, numbers kept {kept:.1%}"
+            )
+    for seed, signal in res.get("distill_signal", {}).items():
+        if signal:
+            kls = ", ".join(f"{k[3:]} {v:.4f}" for k, v in signal.items() if k.startswith("kl_"))
+            out.append(f"- seed {seed} distillation signal (KL, nats per number token): {kls}")
+    for seed, timings in res["timings"].items():
+        stages = ", ".join(f"{k} {v / 60:.1f} min" for k, v in (timings or {}).items()
+                           if isinstance(v, int | float))  # fmt: skip
+        out.append(f"- seed {seed} time: {stages}")
+    return "\n".join(out) + "\n"
+
+
 def _cell(s: dict) -> str:
     lo, hi = s["ci95"]
     ci = f"[{lo:+.3f}, {hi:+.3f}]" if lo is not None else "[one seed]"

@@ -119,6 +119,8 @@ def test_distill_students_and_seeds_end_to_end(tmp_path, capsys):
                 assert summary == stats.t_summary(values)
     assert set(res["shift"]) == {"sampled", "distill"}
     assert "trait_distill − control_distill over 2 seeds" in out
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| distilled − control_distill |" in summary and "distillation signal" in summary
     assert (tmp_path / "shifts.png").is_file()
     (tmp_path / "shifts.png").unlink()
     assert cli.main(["plot", str(tmp_path)]) == 0 and (tmp_path / "shifts.png").is_file()
