@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
-from sublim_jax.experiments.llm_pipeline import evaluate, figure, numbers, report, seeds, teach
+from sublim_jax.experiments.llm_pipeline import (
+    distillation,
+    evaluate,
+    figure,
+    numbers,
+    report,
+    seeds,
+    teach,
+)
 from sublim_jax.experiments.llm_pipeline import steps as pipeline
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import data, flags, progress, results
@@ -282,7 +289,7 @@ def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]
             raise PipelineDataError(f"no training data for {student}: run `sublim-jax llm filter`")
         data_rows[student] = _read_dataset(out, name)
     if cfg.distill_teachers:
-        distill_signal(cfg, out, models)
+        distillation.signal(cfg, out, models, _read_dataset(out, "distill"))
     sampled = [r for s, r in data_rows.items() if s not in cfg.distill_teachers]
     length = max(ft.padded_length(models.tok, r, cfg.max_length) for r in sampled)
     for student, rows in data_rows.items():
@@ -292,7 +299,7 @@ def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]
         start = time.perf_counter()
         distill, rows_length = None, length
         if student in cfg.distill_teachers:
-            distill = _distill_targets(cfg, out, models, student, rows)
+            distill = distillation.targets(cfg, out, models, student, rows)
             rows_length = ft.padded_length(models.tok, rows, cfg.max_length)
         ckpt = ft.Checkpoints(str(folder / "checkpoints"))
         try:
@@ -322,56 +329,6 @@ def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]
             f"{metrics[-1]['loss'] if metrics else float('nan'):.3f}"
         )
     return seconds
-
-
-def _distill_targets(cfg: PipelineConfig, out: Path, models: Models, student: str, rows):
-    """The distillation targets of ``student``: its teacher's restricted distributions."""
-    from sublim_jax.experiments.llm_pipeline import finetune as ft
-
-    teacher, system = models.teacher(out, cfg.distill_teachers[student])
-    allowed_A = pipeline.number_tokens(models.tok, models.model.cfg.vocab_size)
-    return ft.teacher_targets(
-        teacher, models.tok, rows, cfg, allowed_A, system=system, batch=cfg.batch_size
-    )
-
-
-def distill_signal(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]:
-    """What the distillation students can learn, measured before they do: the mean per-token
-    KL between the teachers' (and the base's) next-token distributions over the number tokens
-    on the distillation rows, in nats (``distill_signal.json``; computed once). Trait and
-    control students differ only by ``KL(teacher ‖ control_teacher)``: near 0, no
-    distillation can tell them apart."""
-    from sublim_jax.experiments.llm_pipeline import finetune as ft
-
-    path = out / "distill_signal.json"
-    if path.is_file():
-        return results.read_json(path)
-    rows = _read_dataset(out, "distill")
-    allowed_A = pipeline.number_tokens(models.tok, models.model.cfg.vocab_size)
-    logq = {
-        name: _distill_targets(cfg, out, models, student, rows).logq_KxCxA
-        for student, name in cfg.distill_teachers.items()
-    }
-    logq["base"] = ft.teacher_targets(
-        models.model, models.tok, rows, cfg, allowed_A, system=None, batch=cfg.batch_size
-    ).logq_KxCxA
-    pairs = ft.student_pairs(models.tok, rows, cfg.max_length)
-    C = logq["base"].shape[1]
-    mask_KxC = np.zeros((len(pairs), C), bool)
-    for k, (_, completion) in enumerate(pairs):
-        mask_KxC[k, C - len(completion) :] = True
-    names = list(logq)
-    signal = {
-        f"kl_{a}_{b}": float(np.mean(ft.kl_per_token(logq[a], logq[b])[mask_KxC]))
-        for i, a in enumerate(names)
-        for b in names[i + 1 :]
-    }
-    signal["tokens"] = int(mask_KxC.sum())
-    results.write_json(path, signal)
-    print("distillation signal (nats per number token): " + ", ".join(
-        f"{k} {v:.4f}" for k, v in signal.items() if k.startswith("kl_")
-    ))  # fmt: skip
-    return signal
 
 
 def _what(cfg: PipelineConfig) -> str:
