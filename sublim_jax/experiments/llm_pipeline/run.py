@@ -115,20 +115,25 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = N
         one = dataclasses.replace(cfg, seed=s, seeds=1)
         prepare(one, seeds.folder(out, s), needs_model=False, preset=preset)
         _stages(one, seeds.folder(out, s), stage, preset, models, dict(timings), teachers=out)
-    if stage in ("evaluate", "run"):
-        res = seeds.aggregate(cfg, out)
-        if res is None:
-            print("results over seeds: a seed has no results.json yet (run evaluate)")
-            return out
-        if preset:
-            res["preset"] = preset
-            res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
-        results.write_results(out, seeds.KIND, res)
-        results.write_text(out / "summary.md", seeds.summary_markdown(res))
-        print("\n".join(seeds.lines(res)) + f"\n({seeds.INTERVAL})")
-        paths = seeds.figure(res, out)
-        print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))
+        if stage in ("evaluate", "run"):
+            _seed_results(cfg, out, preset)
     return out
+
+
+def _seed_results(cfg: PipelineConfig, out: Path, preset: str | None) -> None:
+    """``results.json`` (kind ``llm_seeds``), ``summary.md`` and ``shifts.png`` over the seeds
+    finished so far."""
+    res = seeds.aggregate(cfg, out)
+    if res is None:
+        return
+    if preset:
+        res["preset"] = preset
+        res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
+    results.write_results(out, seeds.KIND, res)
+    results.write_text(out / "summary.md", seeds.summary_markdown(res))
+    print("\n".join(seeds.lines(res)) + f"\n({seeds.INTERVAL})")
+    paths = seeds.figure(res, out)
+    print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))
 
 
 def _stages(

@@ -35,13 +35,16 @@ def folder(out: Path, seed: int) -> Path:
 
 
 def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
-    """The results body over every seed's ``results.json``; None while one is missing."""
+    """The results body over the seeds whose ``results.json`` is written (``seeds``; the
+    planned ones in ``seeds_planned``): written after each seed, so a run stopped part-way
+    still says what its finished seeds show; None before the first."""
     per = {}
     for seed in seeds(cfg):
         path = folder(out, seed) / "results.json"
-        if not path.is_file():
-            return None
-        per[seed] = results.read_json(path)
+        if path.is_file():
+            per[seed] = results.read_json(path)
+    if not per:
+        return None
     first = next(iter(per.values()))
     per_seed = {
         seed: {
@@ -55,7 +58,7 @@ def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
         for seed, res in per.items()
     }
     shift = {}
-    for channel, controls in per_seed[cfg.seed].items():
+    for channel, controls in per_seed[next(iter(per))].items():
         shift[channel] = {
             control: {
                 m: stats.t_summary([per_seed[s][channel][control][m] for s in per]) for m in metrics
@@ -85,6 +88,7 @@ def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
         questions=first["questions"],
         samples_per_question=first["samples_per_question"],
         seeds=list(per),
+        seeds_planned=seeds(cfg),
         shift=shift,
         per_seed=per_seed,
         models=models,
@@ -115,7 +119,9 @@ def summary_markdown(res: dict) -> str:
         f"# {res['target']}: {res['teacher_kind']} teacher, control {res['control_animal']}, "
         f"{n} seeds",
         "",
-        f"Seeds {', '.join(map(str, res['seeds']))}. {INTERVAL[0].upper()}{INTERVAL[1:]}.",
+        f"Seeds {', '.join(map(str, res['seeds']))}"
+        + (f" of {len(res['seeds_planned'])} planned" if len(res["seeds_planned"]) > n else "")
+        + f". {INTERVAL[0].upper()}{INTERVAL[1:]}.",
         "",
         "| shift | " + " | ".join(METRICS.values()) + " |",
         "| --- |" + " --- |" * len(METRICS),

@@ -12,7 +12,7 @@ pytest.importorskip("orbax.checkpoint")
 
 from sublim_jax.cli import main as cli
 from sublim_jax.core import stats
-from sublim_jax.experiments.llm_pipeline import evaluate, finetune, numbers, tiny
+from sublim_jax.experiments.llm_pipeline import evaluate, finetune, numbers, seeds, tiny
 from sublim_jax.experiments.llm_pipeline import steps as pipeline
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import results
@@ -65,7 +65,7 @@ def test_distill_students_and_seeds_end_to_end(tmp_path, capsys):
     code, out = llm(capsys, "run", tmp_path, "--seeds", "2")
     assert code == 0, out
     res = results.read_json(tmp_path / "results.json")
-    assert res["kind"] == "llm_seeds" and res["seeds"] == [0, 1]
+    assert res["kind"] == "llm_seeds" and res["seeds"] == res["seeds_planned"] == [0, 1]
     per_seed = {s: results.read_json(tmp_path / f"seed-{s}" / "results.json") for s in (0, 1)}
     for s, one in per_seed.items():
         assert (
@@ -124,6 +124,15 @@ def test_distill_students_and_seeds_end_to_end(tmp_path, capsys):
     assert (tmp_path / "shifts.png").is_file()
     (tmp_path / "shifts.png").unlink()
     assert cli.main(["plot", str(tmp_path)]) == 0 and (tmp_path / "shifts.png").is_file()
+    # a run stopped part-way: the results over the seeds finished, the CI left open at one
+    cfg = PipelineConfig.smoke().__class__(**results.read_json(tmp_path / "config.json")["config"])
+    moved = tmp_path / "seed-1" / "results.json"
+    moved.rename(moved.with_suffix(".bak"))
+    part = seeds.aggregate(cfg, tmp_path)
+    assert part["seeds"] == [0] and part["seeds_planned"] == [0, 1]
+    assert part["shift"]["distill"]["control_distill"]["exact"]["ci95"] == [None, None]
+    assert "of 2 planned" in seeds.summary_markdown(part)
+    moved.with_suffix(".bak").rename(moved)
     # a rerun resumes: nothing is trained again and the results are the same
     before = {s: r["models"] for s, r in per_seed.items()}
     code, out = llm(capsys, "run", tmp_path, "--seeds", "2")
