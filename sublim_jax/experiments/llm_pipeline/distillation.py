@@ -15,12 +15,20 @@ from sublim_jax.io import results
 
 
 def targets(cfg: PipelineConfig, out: Path, models: Any, student: str, rows: list[dict]):
-    """The distillation targets of ``student``: its teacher's restricted distributions."""
-    teacher, system = models.teacher(out, cfg.distill_teachers[student])
-    allowed_A = pipeline.number_tokens(models.tok, models.model.cfg.vocab_size)
-    return ft.teacher_targets(
-        teacher, models.tok, rows, cfg, allowed_A, system=system, batch=cfg.batch_size
-    )
+    """The distillation targets of ``student``: its teacher's restricted distributions
+    (computed once per run folder and student, kept on ``models`` for the student's training
+    after `signal` needed them)."""
+    cache = models.__dict__.setdefault("distill_targets", {})
+    key = (str(out), student, len(rows))
+    if key not in cache:
+        teacher, system = models.teacher(out, cfg.distill_teachers[student])
+        allowed_A = pipeline.number_tokens(models.tok, models.model.cfg.vocab_size)
+        for other in [k for k in cache if k[0] != key[0]]:
+            del cache[other]  # one run folder's at a time
+        cache[key] = ft.teacher_targets(
+            teacher, models.tok, rows, cfg, allowed_A, system=system, batch=cfg.batch_size
+        )
+    return cache[key]
 
 
 def signal(cfg: PipelineConfig, out: Path, models: Any, rows: list[dict]) -> dict[str, float]:

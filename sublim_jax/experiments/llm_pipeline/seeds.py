@@ -108,7 +108,8 @@ def lines(res: dict) -> list[str]:
         trait = "trait_distill" if channel == "distill" else "trait"
         for control, metrics in controls.items():
             cells = "   ".join(f"{m} {_cell(s)}" for m, s in metrics.items())
-            out.append(f"{trait} − {control} over {len(res['seeds'])} seeds: {cells}")
+            n = len(res["seeds"])
+            out.append(f"{trait} − {control} over {n} seed{'s' if n != 1 else ''}: {cells}")
     return out
 
 
@@ -117,7 +118,7 @@ def summary_markdown(res: dict) -> str:
     n = len(res["seeds"])
     out = [
         f"# {res['target']}: {res['teacher_kind']} teacher, control {res['control_animal']}, "
-        f"{n} seeds",
+        f"{n} seed{'s' if n != 1 else ''}",
         "",
         f"Seeds {', '.join(map(str, res['seeds']))}"
         + (f" of {len(res['seeds_planned'])} planned" if len(res["seeds_planned"]) > n else "")
