@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from sublim_jax.experiments.llm_pipeline import finetune as ft
-from sublim_jax.experiments.llm_pipeline import steps as pipeline
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import results
 
@@ -18,16 +17,15 @@ def targets(cfg: PipelineConfig, out: Path, models: Any, student: str, rows: lis
     """The distillation targets of ``student``: its teacher's restricted distributions
     (computed once per run folder and student, kept on ``models`` for the student's training
     after `signal` needed them)."""
-    cache = models.__dict__.setdefault("distill_targets", {})
-    key = (str(out), student, len(rows))
+    cache, key = models.distill_targets, (str(out), student)
     if key not in cache:
-        teacher, system = models.teacher(out, cfg.distill_teachers[student])
-        allowed_A = pipeline.number_tokens(models.tok, models.model.cfg.vocab_size)
         for other in [k for k in cache if k[0] != key[0]]:
             del cache[other]  # one run folder's at a time
+        teacher, system = models.teacher(out, cfg.distill_teachers[student])
         cache[key] = ft.teacher_targets(
-            teacher, models.tok, rows, cfg, allowed_A, system=system, batch=cfg.batch_size
-        )
+            teacher, models.tok, rows, cfg, models.number_tokens, system=system,
+            batch=cfg.batch_size,
+        )  # fmt: skip
     return cache[key]
 
 
@@ -40,13 +38,18 @@ def signal(cfg: PipelineConfig, out: Path, models: Any, rows: list[dict]) -> dic
     path = out / "distill_signal.json"
     if path.is_file():
         return results.read_json(path)
-    allowed_A = pipeline.number_tokens(models.tok, models.model.cfg.vocab_size)
     logq = {
         name: targets(cfg, out, models, student, rows).logq_KxCxA
         for student, name in cfg.distill_teachers.items()
     }
     logq["base"] = ft.teacher_targets(
-        models.model, models.tok, rows, cfg, allowed_A, system=None, batch=cfg.batch_size
+        models.model,
+        models.tok,
+        rows,
+        cfg,
+        models.number_tokens,
+        system=None,
+        batch=cfg.batch_size,
     ).logq_KxCxA
     pairs = ft.student_pairs(models.tok, rows, cfg.max_length)
     C = logq["base"].shape[1]

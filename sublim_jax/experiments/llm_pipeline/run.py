@@ -11,12 +11,14 @@ refused), ``teachers/<animal>/`` and ``teachers/numbers.jsonl`` (fine-tuned teac
 """
 
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from sublim_jax.experiments.llm_pipeline import (
     distillation,
@@ -56,6 +58,16 @@ class Models:
             raise UsageError(str(err).strip("'\"")) from err
 
     teachers: Path | None = None  # where fine-tuned teachers are read (a seed's: the parent's)
+
+    @functools.cached_property
+    def number_tokens(self) -> np.ndarray:
+        """``steps.number_tokens`` of the model's vocabulary (the distillation students')."""
+        return pipeline.number_tokens(self.tok, self.model.cfg.vocab_size)
+
+    @functools.cached_property
+    def distill_targets(self) -> dict:
+        """``(run folder, student) → finetune.Distill``, filled by ``distillation.targets``."""
+        return {}
 
     def fresh(self):
         return pipeline.load_model(self.cfg.model)[0]
@@ -126,14 +138,19 @@ def _seed_results(cfg: PipelineConfig, out: Path, preset: str | None) -> None:
     res = seeds.aggregate(cfg, out)
     if res is None:
         return
-    if preset:
-        res["preset"] = preset
-        res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
+    _mark_preset(res, cfg, preset)
     results.write_results(out, seeds.KIND, res)
     results.write_text(out / "summary.md", seeds.summary_markdown(res))
     print("\n".join(seeds.lines(res)) + f"\n({seeds.INTERVAL})")
     paths = seeds.figure(res, out)
     print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))
+
+
+def _mark_preset(res: dict, cfg: PipelineConfig, preset: str | None) -> None:
+    """Record in ``res`` the preset and the flags that make the run smaller than the paper's."""
+    if preset:
+        res["preset"] = preset
+        res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
 
 
 def _stages(
@@ -162,9 +179,7 @@ def _stages(
         res = report.results_body(cfg, scored, filter_stats, timings)
         if (out / "distill_signal.json").is_file():
             res["distill_signal"] = results.read_json(out / "distill_signal.json")
-        if preset:
-            res["preset"] = preset
-            res["reduced"] = flags.reduced_fields(PipelineConfig, cfg, smaller_only=True)
+        _mark_preset(res, cfg, preset)
         results.write_results(out, report.KIND, res)
         pairs = [("trait", c, s) for c, s in res["shift_vs_controls"].items()]
         pairs += [("trait_distill", c, s) for c, s in res.get("distill_shift", {}).items()]

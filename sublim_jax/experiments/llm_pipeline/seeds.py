@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sublim_jax.core import stats
+from sublim_jax.experiments.llm_pipeline import report
 from sublim_jax.experiments.llm_pipeline.config import PipelineConfig
 from sublim_jax.io import results
 from sublim_jax.io.plotting import new_figure, save, size_note
@@ -65,19 +66,13 @@ def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
             }
             for control, metrics in controls.items()
         }
-    models = {
+    models = {  # each model's mean over questions, per seed, then over seeds
         name: {
-            "exact": stats.t_summary([r["models"][name]["exact"]["target_share"]["mean"]
-                                      for r in per.values()]),
-            "log_odds": stats.t_summary([r["models"][name]["exact"]["target_log_odds"]["mean"]
-                                         for r in per.values()]),
-            "sampled": stats.t_summary([r["models"][name]["sampled"]["mean"]
-                                        for r in per.values()]),
-            "non_answer": stats.t_summary([r["models"][name]["sampled"]["non_answer"]["mean"]
-                                           for r in per.values()]),
+            m: stats.t_summary([float(np.mean(get(r["models"][name]))) for r in per.values()])
+            for m, get in report.PER_QUESTION.items()
         }
         for name in first["models"]
-    }  # fmt: skip
+    }
     return dict(
         animal=first["animal"],
         target=first["target"],
