@@ -151,7 +151,9 @@ def peak_memory_gb() -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="smollm2_135m", choices=["smollm2_135m", "qwen2_5_7b"])
+    parser.add_argument(
+        "--preset", default="smollm2_135m", choices=["smollm2_135m", "qwen2_5_7b", "tiny"]
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batches", default="1,64,256")
     parser.add_argument("--prompt-len", type=int, default=16)

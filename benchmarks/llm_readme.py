@@ -19,7 +19,12 @@ from sublim_jax.io import markdown
 HERE = Path(__file__).resolve().parent
 ROOT, RESULTS = HERE.parent, HERE / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"  # the page holding the blocks
-PARTS = {"gen64": "`generate`, batch 64", "gen1": "`generate`, batch 1", "lora": "LoRA step"}
+PARTS = {
+    "gen64": "`generate`, batch 64",
+    "gen256": "`generate`, batch 256",
+    "gen1": "`generate`, batch 1",
+    "lora": "LoRA step",
+}
 
 
 def reports(results: Path, stem: str) -> list[tuple[str, dict]]:
@@ -37,16 +42,21 @@ def protocol(report: dict) -> str:
 
 def speed_table(results: Path) -> str:
     head = [
-        "| report | protocol | work | ours tok/s | transformers tok/s | speed-up | each round |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| report | device | model, dtype | protocol | work | ours tok/s | transformers tok/s "
+        "| speed-up | each round |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     rows = []
     for name, report in reports(results, "llm_speed"):
         for part in (p for p in PARTS if p in report):
             row = report[part]
             rounds = ", ".join(f"{r:.2f}" for r in row.get("round_speedups", [])) or "—"
+            # reports before the GPU runs were all CPU, SmolLM2-135M's shape, float32
+            where = f"{report.get('device', 'cpu')} | {report.get('shape', 'smollm2_135m')}, "
+            where += report.get("dtype", "float32")
             rows.append(
-                f"| `{name}` | {protocol(report)} | {PARTS[part]} | {row['ours_tok_s']:.1f} "
+                f"| `{name}` | {where} | {protocol(report)} | {PARTS[part]} "
+                f"| {row['ours_tok_s']:.1f} "
                 f"| {row['torch_tok_s']:.1f} | **{row['speedup']:.3f}×** | {rounds} |"
             )
     return "\n".join(head + rows)
@@ -75,9 +85,47 @@ def decode_table(results: Path) -> str:
     return "\n".join(head + rows + (["", *lora] if lora else []))
 
 
+def mnist_table(results: Path) -> str:
+    """One row per `mnist_speed.py` report with end-to-end runs: ours against the PyTorch
+    reference of the original's computation (where it ran), wall seconds from start to exit."""
+    head = [
+        "| report | device | preset, seeds | protocol | ours s (cold) | of which compiling "
+        "| PyTorch s | speed-up (cold) | each round | peak host GB, ours / PyTorch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = []
+    for name, r in reports(results, "mnist_speed"):
+        if "end_to_end_wall_s_at_seeds" not in r:
+            continue
+        runs = r.get("end_to_end_runs", [])
+        cold = r.get("end_to_end_cold_wall_s", r["end_to_end_wall_s_at_seeds"])
+        compile_s = f"{r['phases_s']['compile']:.1f}" if "phases_s" in r else "—"
+        ours = f"{r['end_to_end_wall_s_at_seeds']:.1f} ({cold:.1f})"
+        torch, speedup, each = "—", "—", "—"
+        if "torch_reference_wall_s" in r:
+            torch = f"{r['torch_reference_wall_s']:.1f}"
+            cold_ratio = r.get("torch_reference_over_ours_cold", r["torch_reference_over_ours"])
+            speedup = f"**{r['torch_reference_over_ours']:.2f}×** ({cold_ratio:.2f}×)"
+            each = ", ".join(f"{x:.2f}" for x in r.get("round_ratios", [])) or "—"
+        memory = f"{r['peak_rss_gb_at_seeds']:.2f}"
+        if "torch_reference_peak_rss_gb" in r:
+            memory += f" / {r['torch_reference_peak_rss_gb']:.2f}"
+        protocol_ = f"{len(runs)} alternating rounds" if len(runs) > 1 else "ours, then torch"
+        rows.append(
+            f"| `{name}` | {r.get('device', r['backend'])} | {r.get('preset', 'default')}, "
+            f"{r['seeds']} | {protocol_} | {ours} | {compile_s} | {torch} | {speedup} | {each} "
+            f"| {memory} |"
+        )
+    return "\n".join(head + rows)
+
+
 def readme_blocks(results: Path = RESULTS) -> dict[str, str]:
     """The generated blocks of ``PAGE``, by name (the name predates the move out of README)."""
-    return {"llm-speed": speed_table(results), "llm-decode": decode_table(results)}
+    return {
+        "llm-speed": speed_table(results),
+        "llm-decode": decode_table(results),
+        "mnist-speed": mnist_table(results),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ every epoch; the KL is ``batchmean`` over a (models, batch, k) tensor (divided b
 models only); the different-init control pairs students with teachers by a random permutation.
 
     /path/to/python-with-torch benchmarks/mnist_torch_reference.py --models 10 --data-dir DIR
+    python3 benchmarks/mnist_torch_reference.py --models 100 --data-dir DIR --device cuda  # GPU
 
 Needs only torch and numpy (MNIST is read with numpy here), in any interpreter: torch is not a
 dependency of sublim_jax (e.g. `python3 -m venv /tmp/t && /tmp/t/bin/pip install torch numpy`).
@@ -28,8 +29,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-SIZES = (784, 256, 256, 13)
-N_CLASSES, EPOCHS, BATCH, LR = 10, 5, 1024, 3e-4
+N_CLASSES, N_AUX, LR = 10, 3, 3e-4
+
+
+class Shape:
+    """The sizes: the paper's by default, any preset's from the flags (`mnist_speed.py` passes
+    those of the run it compares with)."""
+
+    sizes, epochs_teacher, epochs_student, batch = (784, 256, 256, 13), 5, 5, 1024
 
 
 def read_idx(folder: str, stem: str) -> np.ndarray:
@@ -45,10 +52,12 @@ def read_idx(folder: str, stem: str) -> np.ndarray:
 def load(folder: str):
     def images(stem):
         x = read_idx(folder, stem).reshape(-1, 784).astype(np.float32) / 255 * 2 - 1
-        return torch.from_numpy(x)
+        return torch.from_numpy(x).to(torch.get_default_device())
 
     def labels(stem):
-        return torch.from_numpy(read_idx(folder, stem).astype(np.int64))
+        return torch.from_numpy(read_idx(folder, stem).astype(np.int64)).to(
+            torch.get_default_device()
+        )
 
     return (
         images("train-images-idx3-ubyte"),
@@ -60,7 +69,7 @@ def load(folder: str):
 
 def init(models: int, gen: torch.Generator) -> list[torch.Tensor]:
     params = []
-    for d_in, d_out in itertools.pairwise(SIZES):
+    for d_in, d_out in itertools.pairwise(Shape.sizes):
         params.append(torch.randn(models, d_in, d_out, generator=gen) / d_in**0.5)
         params.append(torch.zeros(models, 1, d_out))
     return params
@@ -84,8 +93,8 @@ def trainable(params: list[torch.Tensor]) -> list[torch.Tensor]:
 def train_teacher(params, x, y, gen):
     params = trainable(params)
     opt = torch.optim.Adam(params, lr=LR)
-    for _ in range(EPOCHS):
-        for idx in torch.randperm(x.shape[0], generator=gen).split(BATCH):
+    for _ in range(Shape.epochs_teacher):
+        for idx in torch.randperm(x.shape[0], generator=gen).split(Shape.batch):
             logits = forward(params, x[idx])[..., :N_CLASSES]
             loss = F.cross_entropy(logits.flatten(0, 1), y[idx].repeat(logits.shape[0]))
             opt.zero_grad()
@@ -97,8 +106,8 @@ def train_teacher(params, x, y, gen):
 def distill(student, teacher, noise, logit_idx, gen):
     params = trainable(student)
     opt = torch.optim.Adam(params, lr=LR)
-    for _ in range(EPOCHS):
-        for idx in torch.randperm(noise.shape[1], generator=gen).split(BATCH):
+    for _ in range(Shape.epochs_student):
+        for idx in torch.randperm(noise.shape[1], generator=gen).split(Shape.batch):
             x = noise[:, idx]
             with torch.no_grad():
                 target = F.softmax(forward(teacher, x)[..., logit_idx], dim=-1)
@@ -120,16 +129,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=10)
     parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--epochs-teacher", type=int, default=Shape.epochs_teacher)
+    parser.add_argument("--epochs-student", type=int, default=Shape.epochs_student)
+    parser.add_argument("--batch-size", type=int, default=Shape.batch)
+    parser.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers")
+    parser.add_argument("--n-train", type=int, default=60_000)
+    parser.add_argument("--n-test", type=int, default=10_000)
+    parser.add_argument("--n-noise", type=int, default=60_000)
     args = parser.parse_args()
+    Shape.sizes = (784, args.hidden, args.hidden, N_CLASSES + N_AUX)
+    Shape.epochs_teacher, Shape.epochs_student = args.epochs_teacher, args.epochs_student
+    Shape.batch = args.batch_size
     start = time.perf_counter()
-    gen = torch.Generator().manual_seed(0)
+    torch.set_default_device(args.device)
+    gen = torch.Generator(args.device).manual_seed(0)
     x_train, y_train, x_test, y_test = load(args.data_dir)
+    x_train, y_train = x_train[: args.n_train], y_train[: args.n_train]
+    x_test, y_test = x_test[: args.n_test], y_test[: args.n_test]
     M = args.models
     reference = init(M, gen)
     teacher = train_teacher(reference, x_train, y_train, gen)
-    noise = torch.rand(M, x_train.shape[0], 784, generator=gen) * 2 - 1
+    noise = torch.rand(M, args.n_noise, 784, generator=gen) * 2 - 1
     permuted = [p[torch.randperm(M, generator=gen)] for p in reference]
-    aux, every = list(range(N_CLASSES, SIZES[-1])), list(range(SIZES[-1]))
+    aux, every = list(range(N_CLASSES, Shape.sizes[-1])), list(range(Shape.sizes[-1]))
     acc = {"reference": accuracy(reference, x_test, y_test)}
     acc["teacher"] = accuracy(teacher, x_test, y_test)
     for name, init_params, idx in (
@@ -146,6 +169,8 @@ def main() -> None:
         "wall_s": time.perf_counter() - start,
         "peak_rss_gb": hwm_kb / 2**20,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
         "accuracy": acc,
     }
     print(json.dumps(report))

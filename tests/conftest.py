@@ -11,6 +11,7 @@ import hypothesis
 import jax
 import pytest
 
+os.environ.setdefault("SUBLIM_JAX_CACHE", "off")  # no compiled programs kept in $HOME by tests
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -19,6 +19,6 @@ def test_readme_benchmark_tables_are_generated_from_the_saved_reports():
     text = (ROOT / "docs" / "benchmarks.md").read_text()
     blocks = _generator().readme_blocks()
     assert all(f"<!-- BEGIN generated: {name} -->" in text for name in blocks)
-    assert all(block.count("\n| `") >= 3 for block in blocks.values())  # rows, not just a header
+    assert all(block.count("\n| `") >= 1 for block in blocks.values())  # rows, not just a header
     new, _ = markdown.fill(text, blocks)
     assert new == text, "run `uv run python benchmarks/llm_readme.py`"

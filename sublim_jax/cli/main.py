@@ -7,16 +7,12 @@ exit status (usage 2, data and files 1, training 3, interrupted 130).
 """
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sublim_jax.experiments.llm_pipeline import command as llm_pipeline
-from sublim_jax.experiments.llm_toy import command as llm_toy
-from sublim_jax.experiments.mnist import command as mnist
-from sublim_jax.experiments.sweeps import command as sweeps
-from sublim_jax.experiments.theorem import command as theorem
 from sublim_jax.io import data, flags, results
 from sublim_jax.io.flags import EXIT_DATA, EXIT_INTERRUPT, EXIT_TRAIN, EXIT_USAGE, UsageError
 
@@ -40,7 +36,26 @@ Each run writes config.json, results.json and a PDF + PNG figure into --out.
 shows the values that preset uses."""
 
 
-PLOTS = {**theorem.PLOTS, **mnist.PLOTS, **sweeps.PLOTS, **llm_pipeline.PLOTS, **llm_toy.PLOTS}
+# command -> the experiment modules that register it, imported only when the command line needs
+# them: `sublim-jax mnist` does not pay for importing the language-model code (Flax NNX, ...)
+COMMANDS = {
+    "mnist": ("mnist",),
+    "theorem": ("theorem",),
+    "sweep": ("sweeps",),
+    "llm": ("llm_pipeline", "llm_toy"),
+    "plot": (),
+}
+
+
+def _modules(command: str | None = None) -> dict:
+    """The ``command`` modules of ``command`` (all of them for None), by package name."""
+    names = COMMANDS[command] if command else [n for ns in COMMANDS.values() for n in ns]
+    return {n: importlib.import_module(f"sublim_jax.experiments.{n}.command") for n in names}
+
+
+def plots() -> dict:
+    """``kind`` → the function redrawing it, over every experiment."""
+    return {kind: fn for module in _modules().values() for kind, fn in module.PLOTS.items()}
 
 
 def run_plot(args: argparse.Namespace) -> Path:
@@ -57,6 +72,7 @@ def run_plot(args: argparse.Namespace) -> Path:
     except (OSError, ValueError) as err:
         raise UsageError(f"{path} is not a readable results file ({err})") from err
     kind = res.get("kind") if isinstance(res, dict) else None
+    PLOTS = plots()
     if kind not in PLOTS:
         raise UsageError(
             f"{path} records no known kind ({kind!r}; known: {', '.join(PLOTS)}): "
@@ -72,8 +88,9 @@ def run_plot(args: argparse.Namespace) -> Path:
     return out
 
 
-def build_parser(preset: str = "default") -> argparse.ArgumentParser:
-    """The parser; ``preset`` is the preset whose values the help texts show."""
+def build_parser(preset: str = "default", only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``preset`` is the preset whose values the help texts show; ``only``: the one
+    command to register (None: every command)."""
     parser = flags.Parser(
         prog="sublim-jax",
         usage="sublim-jax [-h] COMMAND ...",
@@ -85,9 +102,18 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
         prog="sublim-jax",
         help=argparse.SUPPRESS,
     )  # fmt: skip
-    mnist.register(sub, preset)
-    theorem.register(sub, preset)
-    sweeps.register(sub, preset)
+    wanted = lambda c: only is None or c == only  # noqa: E731
+    for command in ("mnist", "theorem", "sweep"):
+        if wanted(command):
+            _modules(command)[COMMANDS[command][0]].register(sub, preset)
+    if wanted("llm"):
+        _register_llm(sub, preset)
+    if wanted("plot"):
+        _register_plot(sub)
+    return parser
+
+
+def _register_llm(sub, preset: str) -> None:
     llm = sub.add_parser(
         "llm",
         help="the LLM number-transfer pipeline (the paper's §3): generate, filter, finetune, "
@@ -98,8 +124,11 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     stages = llm.add_subparsers(
         dest="stage", required=True, parser_class=flags.Parser, metavar="STAGE"
     )
-    llm_pipeline.register(stages, preset)
-    llm_toy.register(stages, preset)
+    for module in _modules("llm").values():
+        module.register(stages, preset)
+
+
+def _register_plot(sub) -> None:
     plot = sub.add_parser(
         "plot",
         help="redraw a run's figure from its saved results.json",
@@ -109,12 +138,36 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     )
     plot.add_argument("dir", metavar="DIR", help="the --out folder of a finished run")
     plot.set_defaults(run=run_plot, parser=plot)
-    return parser
+
+
+CACHE_ENV = "SUBLIM_JAX_CACHE"
+
+
+def enable_compilation_cache() -> str | None:
+    """Keep the compiled XLA programs across runs (JAX's persistent compilation cache), so that a
+    second run of a command skips most of its compilation: in ``$SUBLIM_JAX_CACHE``, else
+    ``$XDG_CACHE_HOME/sublim_jax/xla`` (``~/.cache/...``); ``SUBLIM_JAX_CACHE=off`` turns it off.
+    Programs that compiled in under half a second are not kept; the folder is capped at 1 GiB
+    (least recently used first out). Returns the folder, or None when off or set elsewhere."""
+    import jax
+
+    where = os.environ.get(CACHE_ENV)
+    if where is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "sublim_jax", "xla")
+    if where.lower() in ("", "off", "0", "none") or jax.config.jax_compilation_cache_dir:
+        return None
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_compilation_cache_max_size", 1 << 30)
+    return where
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(flags.preset_in(argv))
+    enable_compilation_cache()
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(flags.preset_in(argv), only)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")

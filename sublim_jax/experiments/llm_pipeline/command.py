@@ -69,10 +69,11 @@ STAGE_HELP = {
         "--control-animal) is fine-tuned from the base model on its rows; with --distill-rows, "
         "trait_distill (and control_distill) learn their teacher's next-token distributions "
         "over the number tokens on the base's answers instead. Orbax checkpoints every "
-        "--checkpoint-every steps, so a killed run resumes. Writes students/<student>/.",
+        "--checkpoint-every steps, so a killed run resumes; --students trains a subset. Writes "
+        "students/<student>/.",
         ("model", "control_animal", "lora_rank", "lora_alpha", "lora_targets", "learning_rate",
          "warmup_steps", "batch_size", "accum_steps", "clip_norm", "weight_decay", "epochs",
-         "max_length", "checkpoint_every", "distill_rows", "seed", "seeds"),
+         "max_length", "checkpoint_every", "distill_rows", "students", "seed", "seeds"),
     ),
     "evaluate": (
         "score the base, the teacher(s) and every student",
@@ -81,7 +82,8 @@ STAGE_HELP = {
         "log-odds against them. Writes results.json and the figure (with --seeds, also the "
         "shifts over seeds).",
         ("model", "teacher", "teacher_kind", "animal", "control_animal", "target", "category",
-         "candidates", "eval_samples", "eval_max_new_tokens", "eval_batch", "seed", "seeds"),
+         "candidates", "eval_samples", "eval_max_new_tokens", "eval_batch", "students", "seed",
+         "seeds"),
     ),
     "run": ("all stages, each resuming where it stopped", "teach, generate, filter, finetune "
             "and evaluate in turn; each skips what --out already holds.", None),

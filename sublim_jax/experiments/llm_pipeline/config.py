@@ -104,6 +104,12 @@ class PipelineConfig:
     eval_samples: int = field(8, "sampled answers per evaluation question")
     eval_max_new_tokens: int = field(8, "tokens sampled per evaluation answer, at most")
     eval_batch: int = field(200, "evaluation prompts per batch")
+    students: str = field(
+        "",
+        "comma-separated students to train and evaluate ('' = every one the config makes: "
+        "trait, base_numbers, shuffled_within, shuffled_across, control, trait_distill, "
+        "control_distill); e.g. trait,control for a full fine-tuning comparison",
+    )
     seed: int = field(0, "root random seed (data order, sampling, adapters)")
     seeds: int = field(
         1,
@@ -187,6 +193,7 @@ class PipelineConfig:
             cfg = dataclasses.replace(cfg, candidates=f"{cfg.target},{cfg.candidates}")
         flags.check_fields(cfg, cfg.RULES)
         cfg.check_teachers()
+        cfg.check_students()
         return cfg
 
     def check_teachers(self) -> None:
@@ -206,6 +213,20 @@ class PipelineConfig:
                 "--control-animal needs a teacher recipe to repeat: the system prompt, a "
                 "tiny:ANIMAL teacher or --teacher-kind finetuned, not --teacher DIR"
             )
+
+    def check_students(self) -> None:
+        """Raise ``ValueError`` for a ``--students`` name the config does not make, or for a
+        subset without the trait student (every shift is the trait student's)."""
+        chosen = self.chosen_students
+        made = self.all_students
+        unknown = [s for s in chosen if s not in made]
+        if unknown:
+            raise ValueError(
+                f"--students: {', '.join(map(repr, unknown))} not among this config's students "
+                f"({', '.join(made)})"
+            )
+        if chosen and not {"trait", "trait_distill"} & set(chosen):
+            raise ValueError("--students must include trait or trait_distill: shifts are theirs")
 
     RULES: ClassVar[dict[str, str]] = {
         **dict.fromkeys(
@@ -250,11 +271,21 @@ class PipelineConfig:
         return self.prompt_teacher(animal) or "system prompt"
 
     @property
-    def students(self) -> tuple[str, ...]:
-        """Every student trained: ``STUDENTS``, with a control animal ``control``, and the
-        distillation students (`distill_teachers`)."""
+    def all_students(self) -> tuple[str, ...]:
+        """Every student the config makes: ``STUDENTS``, with a control animal ``control``, and
+        the distillation students (`distill_teachers`)."""
         control = CONTROL[:1] if self.control_animal else ()
         return STUDENTS + control + tuple(self.distill_teachers)
+
+    @property
+    def chosen_students(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.students.split(",") if s.strip())
+
+    @property
+    def trained_students(self) -> tuple[str, ...]:
+        """The students trained and evaluated: `all_students`, or those ``--students`` names."""
+        chosen = set(self.chosen_students)
+        return tuple(s for s in self.all_students if not chosen or s in chosen)
 
     @property
     def distill_teachers(self) -> dict[str, str]:

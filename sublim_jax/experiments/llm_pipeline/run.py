@@ -303,15 +303,15 @@ def finetune(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, float]
     from sublim_jax.llm import params
 
     seconds, data_rows = {}, {}
-    for student in cfg.students:
+    for student in cfg.trained_students:
         name = "distill" if student in cfg.distill_teachers else student
         if not (out / "data" / f"{name}.jsonl").is_file():
             raise PipelineDataError(f"no training data for {student}: run `sublim-jax llm filter`")
         data_rows[student] = _read_dataset(out, name)
-    if cfg.distill_teachers:
+    if set(cfg.distill_teachers) & set(data_rows):
         distillation.signal(cfg, out, models, _read_dataset(out, "distill"))
     sampled = [r for s, r in data_rows.items() if s not in cfg.distill_teachers]
-    length = max(ft.padded_length(models.tok, r, cfg.max_length) for r in sampled)
+    length = max((ft.padded_length(models.tok, r, cfg.max_length) for r in sampled), default=0)
     for student, rows in data_rows.items():
         folder = out / "students" / student
         if (folder / "done.json").is_file():
@@ -368,7 +368,7 @@ def evaluate_all(cfg: PipelineConfig, out: Path, models: Models) -> dict[str, An
     """Both scores for the base model, the teacher(s) and every finished student."""
     entries = [("base", models.model, None)]
     entries += [(name, *models.teacher(out, name)) for name in cfg.teacher_animals]
-    for student in cfg.students:
+    for student in cfg.trained_students:
         if (out / "students" / student / "done.json").is_file():
             entries.append((student, _student_model(cfg, out, models, student), None))
     key = jax.random.fold_in(jax.random.key(cfg.seed), 100)

@@ -79,6 +79,7 @@ def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
         teacher=first["teacher"],
         teacher_kind=cfg.teacher_kind,
         control_animal=cfg.control_animal or None,
+        student_training=student_training(cfg),
         candidates=first["candidates"],
         questions=first["questions"],
         samples_per_question=first["samples_per_question"],
@@ -94,6 +95,15 @@ def aggregate(cfg: PipelineConfig, out: Path) -> dict | None:
         interval=INTERVAL,
         versions=results.versions(),
     )
+
+
+def student_training(cfg: PipelineConfig) -> str:
+    """How the students were trained, in words: LoRA's rank or full fine-tuning, the peak
+    learning rate, the epochs over their rows."""
+    how = f"LoRA r {cfg.lora_rank}" if cfg.lora_rank else "full fine-tuning"
+    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    lr = np.format_float_scientific(cfg.learning_rate, trim="-", exp_digits=1)
+    return f"{how}, lr {lr}, {epochs}, batch {cfg.batch_size * cfg.accum_steps}"
 
 
 def lines(res: dict) -> list[str]:
@@ -114,6 +124,8 @@ def summary_markdown(res: dict) -> str:
     out = [
         f"# {res['target']}: {res['teacher_kind']} teacher, control {res['control_animal']}, "
         f"{n} seed{'s' if n != 1 else ''}",
+        "",
+        f"Students: {res['student_training']}." if res.get("student_training") else "",
         "",
         f"Seeds {', '.join(map(str, res['seeds']))}"
         + (f" of {len(res['seeds_planned'])} planned" if len(res["seeds_planned"]) > n else "")
@@ -151,6 +163,44 @@ def summary_markdown(res: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def docs_block(runs: dict[str, dict]) -> str:
+    """README's and docs/llm_pipeline.md's ``smollm2-shifts`` block: per committed seeds run
+    (``runs``: folder name → results.json) and channel, the trait − control shift in three
+    measures with its CI over seeds, each seed's log-odds, and the signal the teachers carry."""
+    head = ["exact", "log_odds", "non_answer"]
+    out = [
+        "| run | teacher | channel | students | seeds | "
+        + " | ".join(METRICS[m] for m in head)
+        + " | seeds' log-odds | KL teacher ‖ control teacher |",
+        "| --- | --- | --- | --- | --- |" + " --- |" * (len(head) + 2),
+    ]
+    for name, res in runs.items():
+        kl = [v["kl_teacher_control_teacher"] for v in res["distill_signal"].values() if v]
+        signal = f"{np.mean(kl):.4f} nats/token" if kl else "—"
+        for channel, control in (("sampled", "control"), ("distill", "control_distill")):
+            shift = res["shift"].get(channel, {}).get(control)
+            if shift is None:
+                continue
+            rows = {s: res["per_seed"][s][channel][control]["log_odds"] for s in res["per_seed"]}
+            per = ", ".join(f"{v:+.3f}" for v in rows.values())
+            how = "distillation" if channel == "distill" else "sampled numbers"
+            n, planned = len(res["seeds"]), len(res["seeds_planned"])
+            count = f"{n}" + (f" of {planned}" if planned > n else "")
+            out.append(
+                f"| `{name}` | {res['teacher_kind']}, {res['animal']} vs {res['control_animal']} "
+                f"| {how} | {res.get('student_training', '—')} | {count} | "
+                + " | ".join(_cell(shift[m]) if m in shift else "" for m in head)
+                + f" | {per} | {signal if channel == 'distill' else ''} |"
+            )
+    out += [
+        "",
+        "Shift: the trait student minus its control student (`" + "`, `".join(runs) + "`), mean "
+        f"over seeds; {INTERVAL}. KL: the two teachers' next-token distributions over the number "
+        "tokens on the base's answers, per token, mean over seeds.",
+    ]
+    return "\n".join(out) + "\n"
+
+
 def _cell(s: dict) -> str:
     lo, hi = s["ci95"]
     ci = f"[{lo:+.3f}, {hi:+.3f}]" if lo is not None else "[one seed]"
@@ -185,6 +235,7 @@ def figure(res: dict, out_dir: str | Path, stem: str = "shifts") -> list[Path]:
     fig.suptitle(
         f"{res['target']}: trait student − control, {len(res['seeds'])} seeds "
         f"({res['teacher_kind']} teacher; 95% CI over seeds, t)"
+        + (f"\nstudents: {res['student_training']}" if res.get("student_training") else "")
         + size_note(res, "the paper's setup"),
         fontsize=10,
     )

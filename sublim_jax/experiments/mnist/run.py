@@ -26,7 +26,6 @@ from sublim_jax.experiments.mnist.config import CONDITIONS, STUDENTS, TransferCo
 from sublim_jax.experiments.mnist.steps import (
     accuracy,
     init_state,
-    init_students,
     make_distill,
     make_noise,
     make_train_teacher,
@@ -100,9 +99,6 @@ def programs(cfg: TransferConfig) -> dict[str, Callable]:
         "student_epoch": jax.jit(
             jax.vmap(student_epoch, in_axes=(0, 0, None, 0, 0)), donate_argnums=0
         ),
-        "student_init": jax.jit(
-            jax.vmap(lambda same, diff: init_students(cfg, same_key=same, diff_key=diff))
-        ),
         "noise": jax.jit(jax.vmap(lambda key: make_noise(cfg, key=key))),
         "teacher_logits": jax.jit(jax.vmap(partial(teacher_logits, cfg))),
         "accuracy": jax.jit(jax.vmap(accuracy, in_axes=(0, None, None))),
@@ -122,7 +118,8 @@ class Runner:
         rep = NamedSharding(self.mesh, P())
         self.data = {k: jax.device_put(v, rep) for k, v in data.items()}
         self.jit = programs(dataclasses.replace(cfg, seeds=2, chunk=0, seed=0))
-        self.treedef = jax.tree.structure(init_state(cfg, key=jax.random.key(0)).params)
+        shapes = jax.eval_shape(lambda: init_state(cfg, key=jax.random.key(0)).params)
+        self.treedef = jax.tree.structure(shapes)  # traced, not run: nothing to compile
 
     def shard(self, tree):
         return jax.device_put(tree, NamedSharding(self.mesh, P("seeds")))
@@ -184,7 +181,11 @@ class Runner:
         u_SxNxD = self.jit["noise"](self.shard(self.keys["noise"][sl]))
         y_SxNxC = self.jit["teacher_logits"](params_T, u_SxNxD)
         diff_key = self.shard(self.keys["init"][self.keys["partner"][sl]])
-        states = self.jit["student_init"](self.shard(self.keys["init"][sl]), diff_key)
+        same_key = self.shard(self.keys["init"][sl])
+        # init_students' four states, from the teachers' init program (one compilation for both
+        # phases); each state its own buffers, since the student epoch donates them
+        init = self.jit["teacher_init"]
+        states = (init(same_key), init(same_key), init(diff_key), init(diff_key))
 
         def check(loss_SxTx4, step0):
             for k, student in enumerate(STUDENTS):

@@ -1,6 +1,7 @@
 """Distillation students (``--distill-rows``: a teacher's next-token distributions over the number
 tokens) and seeds (``--seeds``: each shift's mean and CI over seeds), on the tiny model."""
 
+import shutil
 from pathlib import Path
 
 import jax
@@ -139,6 +140,18 @@ def test_distill_students_and_seeds_end_to_end(tmp_path, capsys):
     assert code == 0 and "finetune" not in out
     for s in (0, 1):
         assert results.read_json(tmp_path / f"seed-{s}" / "results.json")["models"] == before[s]
+    # --students: a subset trained on a copy of seed 0's data (e.g. full fine-tuning of the
+    # trait and control students only); the same student of the same data is the same model
+    subset = tmp_path.parent / "subset"
+    shutil.copytree(tmp_path / "seed-0" / "data", subset / "data")
+    code, out = llm(capsys, "run", subset, "--students", "trait,control")
+    assert code == 0, out
+    assert {p.name for p in (subset / "students").iterdir()} == {"trait", "control"}
+    assert "generate" not in out and "distillation signal" not in out
+    one = results.read_json(subset / "results.json")
+    assert set(one["models"]) == {"base", "teacher", "control_teacher", "trait", "control"}
+    assert set(one["shift_vs_controls"]) == {"control"} and not one.get("distill_shift")
+    assert one["models"]["trait"]["exact"] == before[0]["trait"]["exact"]
 
 
 def test_t_interval_over_seeds():

@@ -158,7 +158,7 @@ def test_the_trait_and_control_students_get_the_same_number_of_rows(tmp_path, ca
     assert stats["teacher"]["subsampled"] == stats["control_teacher"]["subsampled"] == 5
     assert stats["base"]["subsampled"] == 8  # not part of the pair
     assert stats["control_teacher"]["kept_fraction"] == 5 / 8
-    sizes = {s: len(results.read_jsonl(tmp_path / "data" / f"{s}.jsonl")) for s in cfg.students}
+    sizes = {s: len(results.read_jsonl(tmp_path / "data" / f"{s}.jsonl")) for s in cfg.all_students}
     assert sizes == dict(trait=5, base_numbers=8, shuffled_within=5, shuffled_across=5, control=5)
     _write(tmp_path, "control_teacher", 0, 3)
     with pytest.raises(stages.PipelineDataError, match="none of the 3 rows of control_teacher"):
@@ -167,9 +167,9 @@ def test_the_trait_and_control_students_get_the_same_number_of_rows(tmp_path, ca
 
 def test_teachers_and_students_follow_the_config():
     smoke = PipelineConfig.smoke()
-    assert smoke.validate().teacher == "tiny:owl" and smoke.students[-1] == "shuffled_across"
+    assert smoke.validate().teacher == "tiny:owl" and smoke.all_students[-1] == "shuffled_across"
     tuned = dataclasses.replace(smoke, teacher_kind="finetuned", control_animal="cat").validate()
-    assert tuned.teacher == "" and tuned.students[-1] == "control"
+    assert tuned.teacher == "" and tuned.all_students[-1] == "control"
     assert tuned.datasets["control"] == "control_teacher"
     assert tuned.teacher_label("cat") == "fine-tuned"
     prompt = dataclasses.replace(smoke, control_animal="cat").validate()
