@@ -40,12 +40,16 @@ def protocol(report: dict) -> str:
     return f"{rounds} alternating rounds × {repeats}"
 
 
+def header(*columns: str) -> list[str]:
+    """A Markdown table's first two lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def speed_table(results: Path) -> str:
-    head = [
-        "| report | device | model, dtype | protocol | work | ours tok/s | transformers tok/s "
-        "| speed-up | each round |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    head = header(
+        "report", "device", "model, dtype", "protocol", "work", "ours tok/s",
+        "transformers tok/s", "speed-up", "each round",
+    )  # fmt: skip
     rows = []
     for name, report in reports(results, "llm_speed"):
         for part in (p for p in PARTS if p in report):
@@ -63,11 +67,10 @@ def speed_table(results: Path) -> str:
 
 
 def decode_table(results: Path) -> str:
-    head = [
-        "| report | device | model, dtype | prompt + new | batch | decode tok/s "
-        "| of the bandwidth roofline | of max(bytes / bandwidth, FLOPs / peak) | prefill s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    head = header(
+        "report", "device", "model, dtype", "prompt + new", "batch", "decode tok/s",
+        "of the bandwidth roofline", "of max(bytes / bandwidth, FLOPs / peak)", "prefill s",
+    )  # fmt: skip
     rows, lora = [], []
     for name, r in reports(results, "llm_decode"):
         for d in r["decode"]:
@@ -88,11 +91,10 @@ def decode_table(results: Path) -> str:
 def mnist_table(results: Path) -> str:
     """One row per `mnist_speed.py` report with end-to-end runs: ours against the PyTorch
     reference of the original's computation (where it ran), wall seconds from start to exit."""
-    head = [
-        "| report | device | preset, seeds | protocol | ours s (cold) | of which compiling "
-        "| PyTorch s | speed-up (cold) | each round | peak host GB, ours / PyTorch |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    head = header(
+        "report", "device", "preset, seeds", "protocol", "ours s (cold)", "of which compiling",
+        "PyTorch s", "speed-up (cold)", "each round", "peak host GB, ours / PyTorch",
+    )  # fmt: skip
     rows = []
     for name, r in reports(results, "mnist_speed"):
         if "end_to_end_wall_s_at_seeds" not in r:
