@@ -156,6 +156,8 @@ def generate_batches(
     compiles once; row ``i`` uses ``fold_in(key, i)`` whatever batch it lands in."""
     index = {p.id: i for i, p in enumerate(prompts)}
     todo = [p for p in prompts if p.id not in done]
+    if not todo:  # every row already written: nothing to compile or sample
+        return
     ids = {p.id: prompt_ids(tok, p.text, system) for p in todo}
     length = length or bucket(max(map(len, ids.values()), default=1))
     pad = pad_id(tok)

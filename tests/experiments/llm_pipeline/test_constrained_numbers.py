@@ -23,6 +23,10 @@ def _generate(out: Path, *extra: str) -> int:
 def test_constrained_answers_use_only_the_prompts_alphabet_and_are_kept_more(tmp_path):
     assert _generate(tmp_path / "free") == 0
     assert _generate(tmp_path / "constrained", "--constrain-numbers") == 0
+    # a rerun with every row written samples nothing (the grammar of no prompt is not built)
+    written = (tmp_path / "constrained" / "data" / "base.jsonl").read_bytes()
+    assert _generate(tmp_path / "constrained", "--constrain-numbers") == 0
+    assert (tmp_path / "constrained" / "data" / "base.jsonl").read_bytes() == written
     kept = {}
     for run in ("free", "constrained"):
         rows = results.read_jsonl(tmp_path / run / "data" / "base.jsonl")
