@@ -72,14 +72,14 @@ def run_plot(args: argparse.Namespace) -> Path:
     except (OSError, ValueError) as err:
         raise UsageError(f"{path} is not a readable results file ({err})") from err
     kind = res.get("kind") if isinstance(res, dict) else None
-    PLOTS = plots()
-    if kind not in PLOTS:
+    known = plots()
+    if kind not in known:
         raise UsageError(
-            f"{path} records no known kind ({kind!r}; known: {', '.join(PLOTS)}): "
+            f"{path} records no known kind ({kind!r}; known: {', '.join(known)}): "
             "is it a sublim-jax results file?"
         )
     try:
-        paths = PLOTS[kind](res, out)
+        paths = known[kind](res, out)
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise UsageError(
             f"{path} is not a complete {kind} results file ({type(err).__name__}: {err})"
