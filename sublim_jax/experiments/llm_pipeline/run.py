@@ -122,13 +122,23 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = N
         print("teach: --teacher-kind prompt needs no fine-tuned teacher; nothing to do")
     if cfg.seeds == 1:
         return _stages(cfg, out, stage, preset, models, timings)
+    ran = False
     for s in seeds.seeds(cfg):
-        print(f"== seed {s} ({seeds.folder(out, s)})", file=sys.stderr)
+        where = seeds.folder(out, s)
+        if stage == "run" and (where / "results.json").is_file():
+            # a finished seed (e.g. restored from committed results without its data) is not
+            # generated, trained or evaluated again; `evaluate` re-scores it on purpose
+            print(f"== seed {s}: {where / 'results.json'} is written; skipped", file=sys.stderr)
+            continue
+        print(f"== seed {s} ({where})", file=sys.stderr)
         one = dataclasses.replace(cfg, seed=s, seeds=1)
-        prepare(one, seeds.folder(out, s), needs_model=False, preset=preset)
-        _stages(one, seeds.folder(out, s), stage, preset, models, dict(timings), teachers=out)
+        prepare(one, where, needs_model=False, preset=preset)
+        _stages(one, where, stage, preset, models, dict(timings), teachers=out)
+        ran = True
         if stage in ("evaluate", "run"):
             _seed_results(cfg, out, preset)
+    if stage == "run" and not ran:
+        _seed_results(cfg, out, preset)
     return out
 
 

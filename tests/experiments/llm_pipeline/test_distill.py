@@ -134,12 +134,18 @@ def test_distill_students_and_seeds_end_to_end(tmp_path, capsys):
     assert part["shift"]["distill"]["control_distill"]["exact"]["ci95"] == [None, None]
     assert "of 2 planned" in seeds.summary_markdown(part)
     moved.with_suffix(".bak").rename(moved)
-    # a rerun resumes: nothing is trained again and the results are the same
+    # a rerun resumes: nothing is trained again and the results are the same; a finished seed
+    # is skipped whole, even without its data (a seed restored from committed results)
     before = {s: r["models"] for s, r in per_seed.items()}
+    over_seeds = results.read_json(tmp_path / "results.json")
+    for gone in ("data", "students"):
+        shutil.rmtree(tmp_path / "seed-1" / gone)
     code, out = llm(capsys, "run", tmp_path, "--seeds", "2")
-    assert code == 0 and "finetune" not in out
+    assert code == 0 and "finetune" not in out and "generate" not in out
+    assert not (tmp_path / "seed-1" / "data").exists()
     for s in (0, 1):
         assert results.read_json(tmp_path / f"seed-{s}" / "results.json")["models"] == before[s]
+    assert results.read_json(tmp_path / "results.json")["shift"] == over_seeds["shift"]
     # --students: a subset trained on a copy of seed 0's data (e.g. full fine-tuning of the
     # trait and control students only); the same student of the same data is the same model
     subset = tmp_path.parent / "subset"
