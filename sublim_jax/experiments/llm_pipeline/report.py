@@ -49,6 +49,19 @@ def shifts(scored: dict, trait: str = "trait", controls: tuple[str, ...] = CONTR
     return out
 
 
+def shift_lines(res: dict) -> list[str]:
+    """One line per shift in a seed's results (the trait student, sampled or distilled, minus
+    each control): every measure with its CI over the questions."""
+    pairs = [("trait", c, s) for c, s in res["shift_vs_controls"].items()]
+    pairs += [("trait_distill", c, s) for c, s in res.get("distill_shift", {}).items()]
+    return [
+        f"{trait} − {control:16s} exact share {cell(shift['exact'])}   "
+        f"log-odds {cell(shift['log_odds'], '+.2f')}   "
+        f"sampled {cell(shift['sampled'])}   non-answers {cell(shift['non_answer'])}"
+        for trait, control, shift in pairs
+    ]
+
+
 def teachers(cfg: PipelineConfig, scored: dict, filter_stats: dict | None) -> dict:
     """Per teacher (``teacher``, ``control_teacher``): its animal and kind, its exact share of
     the target (mean, CI) and of its own animal (mean; None when not a candidate), and the

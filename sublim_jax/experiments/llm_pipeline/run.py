@@ -126,8 +126,7 @@ def run_stage(cfg: PipelineConfig, out: Path, stage: str, preset: str | None = N
     for s in seeds.seeds(cfg):
         where = seeds.folder(out, s)
         if stage == "run" and (where / "results.json").is_file():
-            # a finished seed (e.g. restored from committed results without its data) is not
-            # generated, trained or evaluated again; `evaluate` re-scores it on purpose
+            # finished (its data may be gone: restored from committed results); `evaluate` redoes it
             print(f"== seed {s}: {where / 'results.json'} is written; skipped", file=sys.stderr)
             continue
         print(f"== seed {s} ({where})", file=sys.stderr)
@@ -191,16 +190,7 @@ def _stages(
             res["distill_signal"] = results.read_json(out / "distill_signal.json")
         _mark_preset(res, cfg, preset)
         results.write_results(out, report.KIND, res)
-        pairs = [("trait", c, s) for c, s in res["shift_vs_controls"].items()]
-        pairs += [("trait_distill", c, s) for c, s in res.get("distill_shift", {}).items()]
-        for trait, control, shift in pairs:
-            print(
-                f"{trait} − {control:16s} exact share {report.cell(shift['exact'])}   "
-                f"log-odds {report.cell(shift['log_odds'], '+.2f')}   "
-                f"sampled {report.cell(shift['sampled'])}   "
-                f"non-answers {report.cell(shift['non_answer'])}"
-            )
-        print(f"({report.INTERVAL})")
+        print("\n".join(report.shift_lines(res)) + f"\n({report.INTERVAL})")
         paths = figure.preference_figure(res, out)
         print("wrote " + ", ".join(str(p) for p in [out / "results.json", *paths]))
     return out
