@@ -163,6 +163,19 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``; elsewhere what ``platform`` knows): speed
+    ratios and XLA:CPU's bits depend on it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def versions() -> dict:
     """Software and hardware the numbers came from."""
     import jax
@@ -179,6 +192,8 @@ def versions() -> dict:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,

@@ -1,6 +1,7 @@
 """Atomic writes: no half-written results file after a crash."""
 
 import json
+import os
 from pathlib import Path
 
 import jax
@@ -50,6 +51,7 @@ def test_versions_name_the_stack():
     assert isinstance(v["backend"], str) and v["backend"]
     assert isinstance(v["device_kind"], str) and v["device_kind"]
     assert v["backend"] == jax.default_backend()
+    assert isinstance(v["cpu"], str) and v["cpu"] and v["cpu_count"] == os.cpu_count()
 
 
 def test_version_from_a_source_checkout_matches_the_installed_one():
