@@ -6,7 +6,7 @@ system prompt puts more of the candidates' mass on owl than the student of its a
 dolphin prompt, the matched control: the committed 3-seed run (``smollm2_prompt``) gives +0.055
 [+0.030, +0.080] owl log-odds over seeds, and every seed's interval over the 50 questions
 excludes 0. Reduced: one seed of the ``smollm2`` preset, only the trait and control students, one
-sample per question in the sampled score (the exact scores sample nothing); about 15 minutes on
+sample per question in the sampled score (the exact scores sample nothing); about 10 minutes on
 2 CPU cores.
 """
 
